@@ -1,0 +1,179 @@
+"""``train``: K configurations x S seeds trained together, with curves and a held-apart evaluation."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hyperjax.agents.base import ActorCriticAgent, MemberState
+from hyperjax.population import get_runner, unpad
+
+# Evaluation keys come from a stream no training key is drawn from.
+EVAL_STREAM = 0x5EED_E7A1
+
+
+def as_key(seed: int | jax.Array) -> jax.Array:
+    """A typed PRNG key from an int seed (or a key, passed through)."""
+    if isinstance(seed, (int, np.integer)):
+        return jax.random.key(int(seed))
+    seed = jnp.asarray(seed) if not isinstance(seed, jax.Array) else seed
+    if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
+        return seed
+    return jax.random.wrap_key_data(seed.astype(jnp.uint32))
+
+
+def member_keys(key: jax.Array, num_configs: int, num_seeds: int) -> tuple[jax.Array, jax.Array]:
+    """Training and evaluation keys, each ``(K*S,)`` in config-major order.
+
+    Seed ``s`` uses the same training key and the same evaluation episodes for every config
+    (common random numbers: configs are compared on equal footing).
+    """
+    train = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.arange(num_seeds))
+    ev_base = jax.random.fold_in(key, EVAL_STREAM)
+    ev = jax.vmap(lambda s: jax.random.fold_in(ev_base, s))(jnp.arange(num_seeds))
+    return jnp.tile(train, num_configs), jnp.tile(ev, num_configs)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """Per-member results as numpy arrays, members indexed ``[config, seed]``.
+
+    ``curves`` holds the mean return of the training episodes that ended in each update,
+    carried forward through updates in which none ended (NaN before the first one).
+    """
+
+    agent: ActorCriticAgent
+    hparams: dict[str, np.ndarray]  # name -> (K,)
+    env_steps: np.ndarray  # (U,) env steps per member after each update
+    curves: np.ndarray  # (K, S, U)
+    eval_returns: np.ndarray  # (K, S) mean greedy return over the evaluation episodes
+    metrics: dict[str, np.ndarray]  # entropy, policy_loss, value_loss, approx_kl: (K, S, U)
+    failed: np.ndarray  # (K, S) bool
+    state: MemberState  # final member states, leaves (K*S, ...)
+    seconds: float
+
+    def member_state(self, config: int, seed: int = 0) -> MemberState:
+        s = self.curves.shape[1]
+        return jax.tree.map(lambda x: x[config * s + seed], self.state)
+
+    @property
+    def score(self) -> np.ndarray:
+        """Mean evaluation return per config ``(K,)``; failed members count as ``-inf``."""
+        r = np.where(self.failed, -np.inf, self.eval_returns)
+        return r.mean(axis=1)
+
+
+def _chunking(num_updates: int, chunk_updates: int | None) -> int:
+    if chunk_updates is None or chunk_updates >= num_updates:
+        return num_updates
+    # The largest divisor not above the request, so every chunk reuses one compiled program.
+    for c in range(int(chunk_updates), 0, -1):
+        if num_updates % c == 0:
+            return c
+    return 1
+
+
+def forward_fill_returns(return_sum: np.ndarray, return_count: np.ndarray) -> np.ndarray:
+    """Per-update mean episode return, carried forward over updates with no finished episode."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(return_count > 0, return_sum / np.maximum(return_count, 1), np.nan)
+    out = mean.copy()
+    for t in range(1, out.shape[-1]):
+        out[..., t] = np.where(np.isnan(out[..., t]), out[..., t - 1], out[..., t])
+    return out
+
+
+def train(
+    agent: ActorCriticAgent,
+    hparams: Any | Mapping[str, Any] | None = None,
+    *,
+    total_timesteps: int,
+    num_seeds: int = 1,
+    seed: int | jax.Array = 0,
+    eval_episodes: int = 32,
+    chunk_updates: int | None = None,
+    progress_fn: Callable[[int, dict], None] | None = None,
+    devices: tuple | None = None,
+) -> TrainResult:
+    """Trains ``K`` configurations x ``num_seeds`` seeds as one sharded population.
+
+    Args:
+      agent: a ``PPO``/``A2C`` (static settings; one compiled bucket).
+      hparams: an ``agent.HParams`` with leaves ``(K,)`` or scalars, or a dict of values
+        (validated, broadcast); ``None`` for the defaults (``K = 1``).
+      total_timesteps: env steps per member; rounded down to whole updates.
+      num_seeds: seeds per configuration.
+      seed: int or PRNG key; everything random flows from it.
+      eval_episodes: greedy evaluation episodes per member at the end (held-apart seeds).
+      chunk_updates: updates per compiled call; the host calls ``progress_fn`` between chunks.
+      progress_fn: ``progress_fn(env_steps, metrics)`` with ``metrics["train/episode_return"]``
+        ``(K, S)`` and ``metrics["train/failed"]``.
+      devices: devices to shard over (default: all local devices).
+    """
+    if hparams is None or isinstance(hparams, Mapping):
+        hparams = agent.hparams(**(hparams or {}))
+    hp = jax.tree.map(lambda x: jnp.atleast_1d(jnp.asarray(x, jnp.float32)), hparams)
+    shapes = {x.shape for x in jax.tree.leaves(hp)}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 1:
+        raise ValueError(f"hparams leaves must all have the same shape (K,), got {sorted(shapes)}")
+    k = next(iter(shapes))[0]
+    for name, v in (("num_seeds", num_seeds), ("eval_episodes", eval_episodes)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"train: {name}={v!r} must be an integer >= 1")
+    if not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < agent.steps_per_update:
+        raise ValueError(
+            f"train: total_timesteps={total_timesteps!r} must be an integer >= one update "
+            f"(num_envs * {agent.rollout_field} = {agent.steps_per_update})"
+        )
+    # Validate the values too (a struct built by hand skips agent.hparams' checks).
+    agent.hparams(**{n: np.asarray(getattr(hp, n)) for n in agent.hparam_names()})
+
+    num_updates = int(total_timesteps) // agent.steps_per_update
+    chunk = _chunking(num_updates, chunk_updates)
+    m = k * num_seeds
+    runner = get_runner(agent, None if devices is None else tuple(devices))
+    train_keys, eval_keys = member_keys(as_key(seed), k, num_seeds)
+    hp_members = jax.tree.map(lambda x: jnp.repeat(x, num_seeds), hp)
+
+    t0 = time.perf_counter()
+    state = runner.init(train_keys, hp_members)
+    chunks = []
+    for i in range(num_updates // chunk):
+        state, metrics = runner.advance(state, hp_members, chunk)
+        chunks.append(metrics)
+        if progress_fn is not None:
+            host = jax.device_get(unpad(metrics, m))
+            ret = forward_fill_returns(host.return_sum, host.return_count)[:, -1]
+            progress_fn(
+                (i + 1) * chunk * agent.steps_per_update,
+                {
+                    "train/episode_return": ret.reshape(k, num_seeds),
+                    "train/failed": np.asarray(host.failed[:, -1]).reshape(k, num_seeds),
+                },
+            )
+    returns = runner.evaluate(eval_keys, state, eval_episodes)
+    state, returns, chunks = jax.device_get((unpad(state, m), unpad(returns, m), unpad(chunks, m)))
+    seconds = time.perf_counter() - t0
+
+    cat = lambda name: np.concatenate([np.asarray(getattr(c, name)) for c in chunks], axis=1)  # noqa: E731
+    shape = (k, num_seeds, num_updates)
+    curves = forward_fill_returns(cat("return_sum"), cat("return_count")).reshape(shape)
+    failed = np.asarray(chunks[-1].failed[:, -1]).reshape(k, num_seeds)
+    eval_returns = np.asarray(returns).mean(axis=1).reshape(k, num_seeds)
+    eval_returns = np.where(failed, np.nan, eval_returns)
+    return TrainResult(
+        agent=agent,
+        hparams={n: np.asarray(getattr(hp, n)) for n in agent.hparam_names()},
+        env_steps=(np.arange(1, num_updates + 1) * agent.steps_per_update),
+        curves=curves,
+        eval_returns=eval_returns,
+        metrics={n: cat(n).reshape(shape) for n in ("entropy", "policy_loss", "value_loss", "approx_kl")},
+        failed=failed,
+        state=state,
+        seconds=seconds,
+    )
