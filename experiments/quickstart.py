@@ -43,6 +43,9 @@ def main(argv=None):
 
     agent = hj.PPO(env=a.env)
     SPACE.validate_for(agent)
+    # Five progress reports, each one compiled chunk of equal size.
+    chunk = max(1, a.timesteps // agent.steps_per_update // 5)
+    a.timesteps = max(1, a.timesteps // (chunk * agent.steps_per_update)) * chunk * agent.steps_per_update
     configs = SPACE.decode(SPACE.sobol(a.configs, seed=a.seed))
     hp = agent.hparams(**configs)
 
@@ -56,7 +59,7 @@ def main(argv=None):
           f"on {jax.device_count()} device(s)", flush=True)
     t0 = time.perf_counter()
     res = hj.train(agent, hp, total_timesteps=a.timesteps, num_seeds=a.seeds, seed=a.seed,
-                   eval_episodes=32, chunk_updates=max(1, a.timesteps // agent.steps_per_update // 5),
+                   eval_episodes=32, chunk_updates=chunk,
                    progress_fn=progress)
     wall = time.perf_counter() - t0
     score = res.score

@@ -17,7 +17,6 @@ def available_envs() -> list[str]:
     return gymnax_ids() + brax_ids() + custom_ids()
 
 
-@functools.lru_cache(maxsize=None)
 def make_env(name: str) -> Env:
     """Returns the (cached) environment called ``name``.
 
@@ -27,6 +26,11 @@ def make_env(name: str) -> Env:
     """
     if not isinstance(name, str):
         raise ValueError(f"env must be a string id, got {name!r}")
+    return _make_env(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _make_env(name: str) -> Env:
     if name in custom_ids():
         return make_custom(name)
     if name.startswith(BRAX_PREFIX):

@@ -38,25 +38,25 @@ def make_brax(name: str, episode_length: int = 1000, backend: str | None = None)
 
     def reset(key):
         s = env.reset(key)
-        return s.obs.astype(jnp.float32), (s, jnp.zeros((), jnp.int32))
+        return jnp.asarray(s.obs, jnp.float32), (s, jnp.zeros((), jnp.int32))
 
     def step(key, state, action):
         s, t = state
         s2 = env.step(s, action)
         t2 = t + 1
-        terminated = s2.done > 0.5
+        terminated = jnp.asarray(s2.done) > 0.5
         truncated = jnp.logical_and(t2 >= episode_length, jnp.logical_not(terminated))
         done = jnp.logical_or(terminated, truncated)
         s_re = env.reset(key)
         new_s = jax.tree.map(lambda r, x: jnp.where(done, r, x), s_re, s2)
         new_t = jnp.where(done, 0, t2)
-        final_obs = s2.obs.astype(jnp.float32)
+        final_obs = jnp.asarray(s2.obs, jnp.float32)
         # A diverging physics step can produce non-finite observations; they are passed on so
         # the member is flagged failed rather than silently clipped.
         return Transition(
-            obs=new_s.obs.astype(jnp.float32),
+            obs=jnp.asarray(new_s.obs, jnp.float32),
             state=(new_s, new_t),
-            reward=s2.reward.astype(jnp.float32),
+            reward=jnp.asarray(s2.reward, jnp.float32),
             terminated=terminated,
             truncated=truncated,
             final_obs=final_obs,
