@@ -67,10 +67,19 @@ class Runner:
         self._init = self._sharded(self._init_members)
         self._evaluate = self._sharded(self._evaluate_members, static=("num_episodes",))
         self._advance = self._sharded(self._advance_members, static=("num_updates",))
+        self._refill = self._sharded(self._refill_members)
+        # A gather across the population axis moves members between devices: left to XLA's
+        # SPMD partitioner rather than shard_map.
+        self._copy = jax.jit(
+            lambda state, source: jax.tree.map(lambda x: x[source], state), out_shardings=self._sharding
+        )
 
     # -- per shard bodies (vmapped over the local members) -----------------------------------
     def _init_members(self, keys, hp):
         self.trace_count += 1
+        return self._init_body(keys, hp)
+
+    def _init_body(self, keys, hp):
         # lax.map, not vmap: on XLA:CPU, two independent *batched* QR custom calls (the actor's
         # and the critic's orthogonal initialisers) run concurrently on the shared thread pool
         # and deadlock (jaxlib 0.10, 2 cores). Unbatched calls do not; init is cheap anyway.
@@ -83,6 +92,12 @@ class Runner:
             return jax.lax.scan(lambda c, _: self.agent.update(c, h), s, None, length=num_updates)
 
         return jax.vmap(member)(state, hp)
+
+    def _refill_members(self, state, mask, keys, hp):
+        self.trace_count += 1
+        fresh = self._init_body(keys, hp)
+        pick = lambda new, old: jnp.where(mask.reshape(mask.shape + (1,) * (old.ndim - 1)), new, old)  # noqa: E731
+        return jax.tree.map(pick, fresh, state)
 
     def _evaluate_members(self, keys, state, *, num_episodes: int):
         self.trace_count += 1
@@ -115,6 +130,16 @@ class Runner:
         """Runs ``num_updates`` updates of every member; metrics leaves are ``(M_pad, num_updates)``."""
         size = jax.tree.leaves(state)[0].shape[0]
         return self._advance(state, self._put(hp, size), num_updates=int(num_updates))
+
+    def refill(self, state: MemberState, mask: jax.Array, keys: jax.Array, hp) -> MemberState:
+        """Re-initialises the slots where ``mask`` is True (fresh params, optimizer and env state
+        from ``keys`` and ``hp``, all ``(M_pad,)``); the other slots are returned unchanged."""
+        size = jax.tree.leaves(state)[0].shape[0]
+        return self._refill(state, self._put(jnp.asarray(mask, bool), size), self._put(keys, size), self._put(hp, size))
+
+    def copy_from(self, state: MemberState, source: jax.Array) -> MemberState:
+        """Slot ``i`` takes the whole state of slot ``source[i]`` (PBT's exploit step)."""
+        return self._copy(state, jnp.asarray(source, jnp.int32))
 
     def evaluate(self, keys: jax.Array, state: MemberState, num_episodes: int) -> jax.Array:
         """Greedy returns ``(M_pad, num_episodes)``; ``keys`` (M,) are padded like the state."""

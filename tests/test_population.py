@@ -127,3 +127,25 @@ def test_progress_fn_called_per_chunk():
     hj.train(AGENT, _hp(2), total_timesteps=STEPS, seed=0, eval_episodes=2, chunk_updates=2,
              progress_fn=lambda step, m: seen.append((step, m["train/episode_return"].shape)))
     assert [s for s, _ in seen] == [64, 128, 192] and seen[0][1] == (2, 1)
+
+
+def test_refill_and_copy_from():
+    runner = hj.get_runner(AGENT)
+    hp = _hp(4)
+    keys, _ = member_keys(as_key(9), 4, 1)
+    state = runner.init(keys, hp)
+    state, _ = runner.advance(state, hp, 2)
+    new_keys, _ = member_keys(as_key(10), 4, 1)
+    mask = np.array([False, True, False, True])
+    before = runner.trace_count
+    refilled = runner.refill(state, mask, new_keys, hp)
+    fresh = runner.init(new_keys, hp)
+    for a, b, f in zip(jax.tree.leaves(state), jax.tree.leaves(refilled), jax.tree.leaves(fresh)):
+        a, b, f = (np.asarray(jax.random.key_data(x)) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else np.asarray(x) for x in (a, b, f))
+        np.testing.assert_array_equal(b[mask], f[mask])
+        np.testing.assert_array_equal(b[~mask], a[~mask])
+    runner.refill(refilled, ~mask, keys, hp)
+    assert runner.trace_count == before + 1  # one trace, then reused
+    copied = runner.copy_from(state, np.array([2, 2, 0, 3]))
+    for a, c in zip(jax.tree.leaves(state.params), jax.tree.leaves(copied.params)):
+        np.testing.assert_array_equal(np.asarray(c), np.asarray(a)[[2, 2, 0, 3]])

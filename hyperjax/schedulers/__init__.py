@@ -1,0 +1,25 @@
+"""Schedulers: pure decisions at phase boundaries (keep / evict; PBT: copy-from + new hparams)."""
+
+from hyperjax.schedulers.early_stopping import (
+    RecordState,
+    Scheduler,
+    asha,
+    hypertrick,
+    median_stopping,
+    no_stopping,
+)
+from hyperjax.schedulers.hyperband import Rung, hyperband_brackets, successive_halving
+from hyperjax.schedulers.pbt import pbt_exploit
+
+__all__ = [
+    "RecordState",
+    "Rung",
+    "Scheduler",
+    "asha",
+    "hyperband_brackets",
+    "hypertrick",
+    "median_stopping",
+    "no_stopping",
+    "pbt_exploit",
+    "successive_halving",
+]
