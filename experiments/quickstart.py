@@ -64,7 +64,7 @@ def main(argv=None):
     wall = time.perf_counter() - t0
     score = res.score
     order = np.argsort(-score)
-    print(f"\nrank  eval_return  " + "  ".join(f"{n:>13s}" for n in SPACE.names))
+    print("\nrank  eval_return  " + "  ".join(f"{n:>13s}" for n in SPACE.names))
     for rank, i in enumerate(order[:5]):
         print(f"{rank + 1:>4d}  {score[i]:11.1f}  " + "  ".join(f"{configs[n][i]:13.4g}" for n in SPACE.names))
     best = int(order[0])
