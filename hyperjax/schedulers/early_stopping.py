@@ -56,13 +56,10 @@ def _make(name: str, num_phases: int, capacity: int, rule: Rule) -> Scheduler:
             ok = jnp.isfinite(s)
             c = st.count[p]
             record = jnp.logical_and(a, ok)
-            row = st.scores[p].at[jnp.minimum(c, capacity - 1)].set(jnp.where(record, s, st.scores[p, jnp.minimum(c, capacity - 1)]))
-            keep_arrived = jnp.logical_and(ok, rule(p, c, row, s))
-            keep = jnp.where(a, keep_arrived, True)
-            st = RecordState(
-                scores=st.scores.at[p].set(jnp.where(record, row, st.scores[p])),
-                count=st.count.at[p].add(record.astype(jnp.int32)),
-            )
+            i = jnp.minimum(c, capacity - 1)
+            row = st.scores[p].at[i].set(jnp.where(record, s, st.scores[p, i]))  # unchanged unless recorded
+            keep = jnp.where(a, jnp.logical_and(ok, rule(p, c, row, s)), True)
+            st = RecordState(st.scores.at[p].set(row), st.count.at[p].add(record.astype(jnp.int32)))
             return st, keep
 
         return jax.lax.scan(one, state, (phase, score, jnp.asarray(arrived, bool)))

@@ -26,8 +26,7 @@ def _check(R: float, eta: float) -> None:
 def s_max(R: float, eta: float) -> int:
     """Number of brackets minus one: ``floor(log_eta R)`` (robust to float round-off)."""
     _check(R, eta)
-    s = int(math.floor(math.log(R) / math.log(eta) + 1e-9))
-    return s
+    return int(math.floor(math.log(R) / math.log(eta) + 1e-9))
 
 
 def successive_halving(n: int, r: float, eta: float, rungs: int) -> list[Rung]:

@@ -125,6 +125,6 @@ def simulate_successive_halving(curves: np.ndarray, slots: int, eta: int = 3, na
         keep = max(1, len(members) // eta)
         top = members[np.argsort(-scores)[:keep]]
         kept_at[top] = target
-        kept_at[np.setdiff1d(members, top)] = target - 1 if target > 0 else 0
+        kept_at[np.setdiff1d(members, top)] = target - 1  # stopped at the rung itself
         members = top
     return _finish(name, curves, phase_done, kept_at, completed, busy_q, ticks_q, busy, ticks)
