@@ -36,7 +36,8 @@ def main(argv=None):
             if name == "successive_halving":
                 rows.append(simulate_successive_halving(curves, a.slots, a.eta))
             else:
-                rows.append(simulate_async(name, curves, a.slots, rng, r=a.r, eta=a.eta))
+                opts = {"hypertrick": {"r": a.r}, "asha": {"eta": a.eta}}.get(name, {})
+                rows.append(simulate_async(name, curves, a.slots, rng, **opts))
         med = lambda f: float(np.median([getattr(r, f) for r in rows]))  # noqa: E731
         print(json.dumps({
             "scheduler": name,

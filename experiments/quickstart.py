@@ -1,20 +1,20 @@
-"""The quick-start job: tune PPO on CartPole-v1 as one sharded population, print the best.
+"""The quick-start job: a HyperTrick study of PPO on CartPole-v1, printing the best configuration.
 
-    python experiments/quickstart.py [--configs 16] [--seeds 2] [--timesteps 250000]
+    python experiments/quickstart.py [--budget 20000000] [--slots 32] [--scheduler hypertrick]
 
-Draws ``--configs`` scrambled-Sobol configurations of the traced PPO hyperparameters, trains
-each on ``--seeds`` seeds in one compiled program (the population split over every device, CPU
-cores included), evaluates the greedy policies on held-apart episodes and prints a ranking and
-the best configuration as JSON.
+Trials (Sobol-proposed configurations of the traced PPO hyperparameters) flow through
+``--slots`` population slots, trained together as one sharded program; at every phase boundary
+HyperTrick evicts weak trials and the freed slots are refilled at once. Completed trials are
+evaluated greedily on held-apart episodes. Prints a line per tick, the top five configurations
+and a JSON summary; ``--log`` keeps every trial in a JSON-lines file as the study runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 
-import numpy as np
+import jax
 
 import hyperjax as hj
 from hyperjax.space import Float, SearchSpace
@@ -35,46 +35,41 @@ SPACE = SearchSpace(
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="CartPole-v1")
-    p.add_argument("--configs", type=int, default=16)
-    p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--timesteps", type=int, default=250_000)
+    p.add_argument("--budget", type=int, default=20_000_000, help="env steps for the whole study")
+    p.add_argument("--phase-steps", type=int, default=32_768, help="env steps per trial between decisions")
+    p.add_argument("--phases", type=int, default=8, help="phases of a trial that runs to the end")
+    p.add_argument("--slots", type=int, default=32)
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--scheduler", default="hypertrick")
+    p.add_argument("--r", type=float, default=0.3, help="HyperTrick's eviction rate per phase")
+    p.add_argument("--max-seconds", type=float, default=None)
+    p.add_argument("--log", default=None, help="JSON-lines trial log")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
 
     agent = hj.PPO(env=a.env)
-    SPACE.validate_for(agent)
-    # Five progress reports, each one compiled chunk of equal size.
-    chunk = max(1, a.timesteps // agent.steps_per_update // 5)
-    a.timesteps = max(1, a.timesteps // (chunk * agent.steps_per_update)) * chunk * agent.steps_per_update
-    configs = SPACE.decode(SPACE.sobol(a.configs, seed=a.seed))
-    hp = agent.hparams(**configs)
+    scheduler = hj.schedulers.HyperTrick(r=a.r) if a.scheduler == "hypertrick" else a.scheduler
+    print(f"PPO on {a.env}: {a.scheduler} study, {a.slots} slots x {a.seeds} seed(s), {a.budget:,} env steps, "
+          f"phases of {a.phase_steps:,} steps, on {jax.device_count()} device(s)", flush=True)
 
-    def progress(step, m):
-        r = m["train/episode_return"]
-        print(f"  {step:>9,d} steps/member  train return: best {np.nanmax(r):6.1f}  median {np.nanmedian(r):6.1f}", flush=True)
+    def progress(steps, m):
+        print(f"  tick {m['study/tick']:>3d}  {m['study/seconds']:6.1f}s  {steps:>11,d} steps  trials {m['study/trials']:>4d}"
+              f"  running {m['study/running']:>3d}  completed {m['study/completed']:>4d}  evicted {m['study/evicted']:>4d}"
+              f"  failed {m['study/failed']:>3d}  best {m['study/best_score']:7.1f}", flush=True)
 
-    import jax
-
-    print(f"PPO on {a.env}: {a.configs} configs x {a.seeds} seeds, {a.timesteps:,} steps each, "
-          f"on {jax.device_count()} device(s)", flush=True)
-    t0 = time.perf_counter()
-    res = hj.train(agent, hp, total_timesteps=a.timesteps, num_seeds=a.seeds, seed=a.seed,
-                   eval_episodes=32, chunk_updates=chunk,
-                   progress_fn=progress)
-    wall = time.perf_counter() - t0
-    score = res.score
-    order = np.argsort(-score)
-    print("\nrank  eval_return  " + "  ".join(f"{n:>13s}" for n in SPACE.names))
-    for rank, i in enumerate(order[:5]):
-        print(f"{rank + 1:>4d}  {score[i]:11.1f}  " + "  ".join(f"{configs[n][i]:13.4g}" for n in SPACE.names))
-    best = int(order[0])
-    print(json.dumps({
-        "best_config": {n: float(configs[n][best]) for n in SPACE.names},
-        "best_eval_return": float(score[best]),
-        "failed": int(res.failed.sum()),
-        "env_steps": int(a.configs * a.seeds * a.timesteps),
-        "wall_seconds": round(wall, 1),
-    }))
+    res = hj.tune(agent, SPACE, budget=a.budget, phase_steps=a.phase_steps, trial_steps=a.phases * a.phase_steps,
+                  slots=a.slots, seeds=a.seeds, scheduler=scheduler, seed=a.seed, max_seconds=a.max_seconds,
+                  progress_fn=progress, log_path=a.log)
+    df = res.dataframe()
+    done = df[df.status == "completed"].sort_values("final_score", ascending=False)
+    print("\nrank  trial  eval_return  " + "  ".join(f"{n:>13s}" for n in SPACE.names))
+    for rank, (_, row) in enumerate(done.head(5).iterrows()):
+        print(f"{rank + 1:>4d}  {row.trial:>5d}  {row.final_score:11.1f}  "
+              + "  ".join(f"{row['config/' + n]:13.4g}" for n in SPACE.names))
+    summary = res.summary()
+    summary["best_config"] = {n: summary["best_config"][n] for n in SPACE.names} if res.best else None
+    summary["timing"] = {k: round(v, 2) for k, v in res.timing.items()}
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -70,9 +70,9 @@ class Runner:
         self._refill = self._sharded(self._refill_members)
         # A gather across the population axis moves members between devices: left to XLA's
         # SPMD partitioner rather than shard_map.
-        self._copy = jax.jit(
-            lambda state, source: jax.tree.map(lambda x: x[source], state), out_shardings=self._sharding
-        )
+        self._copy = jax.jit(self._copy_members, out_shardings=self._sharding)
+        self._take = jax.jit(self._take_members)
+        self._put_back = jax.jit(self._put_members, out_shardings=self._sharding)
 
     # -- per shard bodies (vmapped over the local members) -----------------------------------
     def _init_members(self, keys, hp):
@@ -98,6 +98,18 @@ class Runner:
         fresh = self._init_body(keys, hp)
         pick = lambda new, old: jnp.where(mask.reshape(mask.shape + (1,) * (old.ndim - 1)), new, old)  # noqa: E731
         return jax.tree.map(pick, fresh, state)
+
+    def _copy_members(self, state, source):
+        self.trace_count += 1
+        return jax.tree.map(lambda x: x[source], state)
+
+    def _take_members(self, state, index):
+        self.trace_count += 1
+        return jax.tree.map(lambda x: x[index], state)
+
+    def _put_members(self, state, index, saved):
+        self.trace_count += 1
+        return jax.tree.map(lambda x, y: x.at[index].set(y), state, saved)
 
     def _evaluate_members(self, keys, state, *, num_episodes: int):
         self.trace_count += 1
@@ -140,6 +152,15 @@ class Runner:
     def copy_from(self, state: MemberState, source: jax.Array) -> MemberState:
         """Slot ``i`` takes the whole state of slot ``source[i]`` (PBT's exploit step)."""
         return self._copy(state, jnp.asarray(source, jnp.int32))
+
+    def take(self, state: MemberState, index: np.ndarray) -> MemberState:
+        """The members at ``index`` (k,) as a state with leading axis k, left on the device
+        (a paused trial's members, or the best trial's)."""
+        return self._take(state, jnp.asarray(index, jnp.int32))
+
+    def put(self, state: MemberState, index: np.ndarray, saved: MemberState) -> MemberState:
+        """Members ``index`` (k,) take the states ``saved`` (leading axis k); the rest unchanged."""
+        return self._put_back(state, jnp.asarray(index, jnp.int32), saved)
 
     def evaluate(self, keys: jax.Array, state: MemberState, num_episodes: int) -> jax.Array:
         """Greedy returns ``(M_pad, num_episodes)``; ``keys`` (M,) are padded like the state."""

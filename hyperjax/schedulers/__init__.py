@@ -10,8 +10,26 @@ from hyperjax.schedulers.early_stopping import (
 )
 from hyperjax.schedulers.hyperband import Rung, hyperband_brackets, successive_halving
 from hyperjax.schedulers.pbt import pbt_exploit
+from hyperjax.schedulers.specs import (
+    ASHA,
+    PBT,
+    HyperTrick,
+    Hyperband,
+    Median,
+    NoStopping,
+    SuccessiveHalving,
+    scheduler_spec,
+)
 
 __all__ = [
+    "ASHA",
+    "PBT",
+    "HyperTrick",
+    "Hyperband",
+    "Median",
+    "NoStopping",
+    "SuccessiveHalving",
+    "scheduler_spec",
     "RecordState",
     "Rung",
     "Scheduler",

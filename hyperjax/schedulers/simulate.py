@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from hyperjax.schedulers.early_stopping import asha, hypertrick, median_stopping, no_stopping
+from hyperjax.schedulers.specs import SPECS
 
 
 class SimResult(NamedTuple):
@@ -47,16 +47,11 @@ def _finish(name, curves, ran, kept_at, completed, busy_q, ticks_q, busy, ticks)
 def simulate_async(name: str, curves: np.ndarray, slots: int, rng: np.random.Generator, **kw) -> SimResult:
     """HyperTrick, ASHA, median stopping or none, with immediate refill."""
     n, p = curves.shape
-    if name == "hypertrick":
-        sched = hypertrick(n, kw.get("r", 0.2), p)
-    elif name == "asha":
-        sched = asha(kw.get("eta", 3), p, n)
-    elif name == "median":
-        sched = median_stopping(p, n)
-    elif name == "none":
-        sched = no_stopping(p, n)
-    else:
-        raise ValueError(f"scheduler {name!r} is unknown; allowed: hypertrick, asha, median, none")
+    spec = SPECS.get(name)
+    if spec is None or spec.kind != "asynchronous":
+        allowed = ", ".join(k for k, v in SPECS.items() if v.kind == "asynchronous")
+        raise ValueError(f"scheduler {name!r} is not an asynchronous rule; allowed: {allowed}")
+    sched = spec(**kw).build(n, p, n)
     decide = jax.jit(sched.decide)
     state = sched.init()
     slot = np.full(slots, -1)

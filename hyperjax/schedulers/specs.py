@@ -1,0 +1,190 @@
+"""Scheduler choices for a study: small frozen dataclasses, validated on the host.
+
+A study names its scheduler by string (``"hypertrick"``) or passes one of these with its
+options (``HyperTrick(r=0.3)``). :func:`scheduler_spec` turns either into a validated spec;
+asynchronous specs build their pure JAX rule with :meth:`build`.
+
+- ``asynchronous`` rules (HyperTrick, ASHA, median, none) decide on every phase boundary and
+  freed slots are refilled at once;
+- ``brackets`` (successive halving, Hyperband) run rungs synchronously: a rung's survivors are
+  promoted only once every trial of the rung has reported;
+- ``pbt`` keeps every slot running and exploits/explores every ``interval`` phases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+from hyperjax.schedulers.early_stopping import Scheduler, asha, hypertrick, median_stopping, no_stopping
+from hyperjax.schedulers.hyperband import Rung, hyperband_brackets, s_max
+
+
+def _number(name: str, field: str, value, low=None, high=None, low_open=False, high_open=False, integer=False):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if integer:
+        ok = ok and float(value).is_integer()
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
+        hi = "" if high is None else (f"< {high}" if high_open else f"<= {high}")
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"scheduler {name}: {field}={value!r} must be {kind} {' and '.join(filter(None, [lo, hi]))}")
+
+
+@dataclasses.dataclass(frozen=True)
+class HyperTrick:
+    """HyperTrick with eviction rate ``r`` per phase (arXiv 1902.02725)."""
+
+    r: float = 0.2
+    kind: ClassVar[str] = "asynchronous"
+    name: ClassVar[str] = "hypertrick"
+
+    def __post_init__(self):
+        _number(self.name, "r", self.r, 0, 1, low_open=True, high_open=True)
+
+    def expected_phases(self, num_phases: int) -> float:
+        """Expected phases a trial runs: ``sum_{p < P} (1 - r)^p``."""
+        return sum((1 - self.r) ** p for p in range(num_phases))
+
+    def build(self, num_trials: int, num_phases: int, capacity: int) -> Scheduler:
+        return hypertrick(num_trials, self.r, num_phases, capacity)
+
+
+@dataclasses.dataclass(frozen=True)
+class ASHA:
+    """Asynchronous successive halving: continue iff in the top ``1/eta`` of the rung so far."""
+
+    eta: float = 3
+    kind: ClassVar[str] = "asynchronous"
+    name: ClassVar[str] = "asha"
+
+    def __post_init__(self):
+        _number(self.name, "eta", self.eta, 2)
+
+    def build(self, num_trials: int, num_phases: int, capacity: int) -> Scheduler:
+        return asha(self.eta, num_phases, capacity)
+
+
+@dataclasses.dataclass(frozen=True)
+class Median:
+    """Median stopping once ``min_recorded`` scores exist at a phase."""
+
+    min_recorded: int = 5
+    kind: ClassVar[str] = "asynchronous"
+    name: ClassVar[str] = "median"
+
+    def __post_init__(self):
+        _number(self.name, "min_recorded", self.min_recorded, 0, integer=True)
+
+    def build(self, num_trials: int, num_phases: int, capacity: int) -> Scheduler:
+        return median_stopping(num_phases, capacity, int(self.min_recorded))
+
+
+@dataclasses.dataclass(frozen=True)
+class NoStopping:
+    """Every trial runs every phase: plain population random (or Sobol, or BNN) search."""
+
+    kind: ClassVar[str] = "asynchronous"
+    name: ClassVar[str] = "none"
+
+    def build(self, num_trials: int, num_phases: int, capacity: int) -> Scheduler:
+        return no_stopping(num_phases, capacity)
+
+
+def _rung_phases(num_phases: int, eta: float, s: int) -> list[int]:
+    """Cumulative phases at each of the ``s + 1`` rungs of a bracket, ending at ``num_phases``;
+    strictly increasing whole phases (rung ``i`` at ``num_phases * eta^(i - s)``, rounded up)."""
+    out: list[int] = []
+    for i in range(s + 1):
+        p = max(1, int(math.ceil(num_phases * eta ** (i - s) - 1e-9)))
+        if out and p <= out[-1]:
+            continue
+        out.append(p)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class SuccessiveHalving:
+    """Synchronous successive halving (one Hyperband bracket, the most exploratory one):
+    rungs at ``P / eta^s, ..., P / eta, P`` phases, keeping the top ``1/eta`` at each."""
+
+    eta: float = 3
+    kind: ClassVar[str] = "brackets"
+    name: ClassVar[str] = "successive_halving"
+
+    def __post_init__(self):
+        _number(self.name, "eta", self.eta, 2)
+
+    def brackets(self, num_phases: int) -> list[list[int]]:
+        """Rung phases of each bracket (one here)."""
+        return [_rung_phases(num_phases, self.eta, s_max(num_phases, self.eta))]
+
+    def bracket_sizes(self, num_phases: int) -> list[int]:
+        """Trials each bracket starts with, in proportion (scaled to the budget by the study)."""
+        s = s_max(num_phases, self.eta)
+        return [int(round(self.eta**s))]
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperband:
+    """Hyperband (Li et al. 2016): successive-halving brackets from most exploratory (many
+    trials, small first rung) to a plain full-budget bracket, run side by side in the slots."""
+
+    eta: float = 3
+    kind: ClassVar[str] = "brackets"
+    name: ClassVar[str] = "hyperband"
+
+    def __post_init__(self):
+        _number(self.name, "eta", self.eta, 2)
+
+    def brackets(self, num_phases: int) -> list[list[int]]:
+        smax = s_max(num_phases, self.eta)
+        return [_rung_phases(num_phases, self.eta, s) for s in range(smax, -1, -1)]
+
+    def bracket_sizes(self, num_phases: int) -> list[int]:
+        return [b[0].n for b in hyperband_brackets(num_phases, self.eta)]
+
+
+@dataclasses.dataclass(frozen=True)
+class PBT:
+    """Population-based training (Jaderberg et al. 2017): every ``interval`` phases the bottom
+    ``quantile`` of each bucket copies a top-``quantile`` member (params and optimizer state)
+    and perturbs its hyperparameters by one of ``perturb`` or, with ``resample_prob``, draws
+    them afresh from the search space."""
+
+    interval: int = 1
+    quantile: float = 0.25
+    perturb: tuple[float, float] = (0.8, 1.2)
+    resample_prob: float = 0.25
+    kind: ClassVar[str] = "pbt"
+    name: ClassVar[str] = "pbt"
+
+    def __post_init__(self):
+        _number(self.name, "interval", self.interval, 1, integer=True)
+        _number(self.name, "quantile", self.quantile, 0, 0.5, low_open=True)
+        _number(self.name, "resample_prob", self.resample_prob, 0, 1)
+        if len(self.perturb) != 2 or not all(isinstance(f, (int, float)) and f > 0 for f in self.perturb):
+            raise ValueError(f"scheduler pbt: perturb={self.perturb!r} must be two positive factors")
+
+
+SPECS = {c.name: c for c in (HyperTrick, ASHA, Median, NoStopping, SuccessiveHalving, Hyperband, PBT)}
+Spec = HyperTrick | ASHA | Median | NoStopping | SuccessiveHalving | Hyperband | PBT
+
+
+def scheduler_spec(scheduler) -> Spec:
+    """A validated spec from a name (default options) or a spec instance."""
+    if isinstance(scheduler, str):
+        if scheduler not in SPECS:
+            raise ValueError(f"scheduler={scheduler!r} is unknown; allowed: {', '.join(SPECS)}")
+        return SPECS[scheduler]()
+    if isinstance(scheduler, tuple(SPECS.values())):
+        return scheduler
+    raise ValueError(f"scheduler={scheduler!r} must be a name ({', '.join(SPECS)}) or a spec such as HyperTrick(r=0.2)")
+
+
+__all__ = ["ASHA", "PBT", "HyperTrick", "Hyperband", "Median", "NoStopping", "Rung", "SPECS", "SuccessiveHalving", "scheduler_spec"]

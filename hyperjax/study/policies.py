@@ -1,0 +1,383 @@
+"""Policies: what a study does with its slots. Each has the same four host-side methods::
+
+    policy.fill(study)              # place trials into free slots (new, or resumed)
+    policy.waiting(study) -> bool   # is work still to come (for slot utilisation)
+    policy.decide(study, arrivals)  # one action per arrival: continue/evict/fail/pause/complete
+    policy.after_tick(study)        # e.g. promote a finished rung, or PBT's exploit/explore
+
+The decisions themselves are the pure functions of ``hyperjax.schedulers``.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hyperjax.schedulers.pbt import pbt_exploit
+from hyperjax.schedulers.specs import PBT, HyperTrick
+from hyperjax.space import Choice, Int
+from hyperjax.study.buckets import bucket_of
+
+
+def _cpu(x):
+    # Scheduler rules are tiny: run them on the host CPU, not on an accelerator, so a decision
+    # costs no device round-trip.
+    return jax.device_put(x, jax.devices("cpu")[0])
+
+
+class AsyncPolicy:
+    """HyperTrick, ASHA, median stopping or none: decide at every boundary, refill at once.
+
+    A new trial starts only if the env steps used, plus those every running trial could still
+    use, plus its own full run fit the budget (so the budget is never exceeded and every trial
+    started can complete), and, with ``max_seconds``, if it is expected to finish in time.
+    """
+
+    def __init__(self, study, spec, max_trials: int | None):
+        p = study.num_phases
+        nominal = max(pool.steps for pool in study.pools) * study.seeds
+        smallest = min(pool.steps for pool in study.pools) * study.seeds
+        if max_trials is None and isinstance(spec, HyperTrick):
+            # HyperTrick's N: the trials the budget affords at the expected N(1-r)^P survival.
+            max_trials = max(1, int(study.budget // (nominal * spec.expected_phases(p))))
+        self.max_trials = max_trials
+        # Every trial runs at least one phase: no phase can record more scores than this.
+        bound = study.budget // smallest
+        self.capacity = int(max(1, min(bound, max_trials) if max_trials else bound))
+        self.scheduler = spec.build(max_trials or self.capacity, p, self.capacity)
+        self._decide = jax.jit(self.scheduler.decide)
+        self.state = _cpu(self.scheduler.init())
+
+    def can_start(self, study, pool) -> bool:
+        if self.max_trials is not None and len(study.trials) >= self.max_trials:
+            return False
+        if study.exhausted:
+            return False
+        cost = study.num_phases * study.seeds * pool.steps
+        if study.used + study.committed() + cost > study.budget:
+            return False
+        return study.time_fits(study.num_phases)
+
+    def fill(self, study) -> None:
+        for pool in study.pools:
+            for slot in np.flatnonzero(pool.trial < 0):
+                if not self.can_start(study, pool):
+                    break
+                item = study.next_config(pool.index)
+                if item is None:
+                    break
+                study.start(pool, int(slot), *item)
+
+    def waiting(self, study) -> bool:
+        return any(self.can_start(study, pool) for pool in study.pools)
+
+    def decide(self, study, arrivals) -> list[str]:
+        n = len(arrivals)
+        w = study.num_slots
+        order = study.rng.permutation(n)  # simultaneous arrivals, in random order
+        phase = np.zeros(w, np.int32)
+        score = np.zeros(w, np.float32)
+        arrived = np.zeros(w, bool)
+        for j, i in enumerate(order):
+            _, _, t, s, _ = arrivals[i]
+            phase[j], score[j], arrived[j] = t.phases - 1, s, True
+        self.state, keep = self._decide(self.state, _cpu(phase), _cpu(score), _cpu(arrived))
+        if int(np.max(self.state.count)) > self.capacity:  # cannot happen under the budget rule
+            raise RuntimeError(f"scheduler record overflow: capacity={self.capacity}")
+        keep = np.asarray(keep)
+        actions = [""] * n
+        for j, i in enumerate(order):
+            _, _, t, _, bad = arrivals[i]
+            if bad:
+                actions[i] = "fail"
+            elif not keep[j]:
+                actions[i] = "evict"
+            elif t.phases >= study.num_phases:
+                actions[i] = "complete"
+            else:
+                actions[i] = "continue"
+        return actions
+
+    def after_tick(self, study) -> None:
+        pass
+
+
+class _Bracket:
+    def __init__(self, rungs: list[int], n0: int, eta: float):
+        self.rungs = rungs
+        self.sizes = [max(1, int(math.floor(n0 * eta ** (-i)))) for i in range(len(rungs))]
+        self.rung = 0
+        self.members: list[int] = []  # trial ids of the current rung
+        self.pending: collections.deque = collections.deque()  # trial ids waiting for a slot
+        self.reported: dict[int, float] = {}
+        self.active = False
+        self.done = False
+
+    def cost(self) -> int:
+        """Member-phases the bracket uses."""
+        prev, total = 0, 0
+        for n, r in zip(self.sizes, self.rungs):
+            total += n * (r - prev)
+            prev = r
+        return total
+
+
+class BracketPolicy:
+    """Synchronous successive halving / Hyperband. Each bracket's rung ``i`` runs its trials to
+    ``rungs[i]`` phases; a trial reaching the rung is paused (its members kept on the device)
+    until every trial of the rung has reported; then the top ``1/eta`` resume and the rest are
+    evicted. Brackets start one after another as free slots appear and run side by side, so
+    slots idle only while every started bracket waits on its stragglers. Bracket sizes are
+    scaled so the whole plan fits the budget."""
+
+    def __init__(self, study, spec, max_trials: int | None):
+        self.eta = spec.eta
+        rungs = spec.brackets(study.num_phases)
+        sizes = spec.bracket_sizes(study.num_phases)
+        nominal = max(pool.steps for pool in study.pools) * study.seeds
+        budget_phases = study.budget // nominal
+
+        def plan(scale):
+            return [_Bracket(r, max(1, int(round(n * scale))), self.eta) for r, n in zip(rungs, sizes)]
+
+        lo, hi = 0.0, 1.0
+        while sum(b.cost() for b in plan(hi)) <= budget_phases and hi < 1e6:
+            hi *= 2
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if sum(b.cost() for b in plan(mid)) <= budget_phases:
+                lo = mid
+            else:
+                hi = mid
+        brackets = plan(lo)
+        # Too small a budget even for one trial per bracket: keep the brackets that fit.
+        while brackets and sum(b.cost() for b in brackets) > budget_phases:
+            brackets.pop(0)
+        if max_trials is not None:
+            kept, total = [], 0
+            for b in brackets:
+                if total + b.sizes[0] <= max_trials:
+                    kept.append(b)
+                    total += b.sizes[0]
+            brackets = kept
+        self.brackets = brackets
+        self.owner: dict[int, _Bracket] = {}
+
+    def _activate(self, study, b: _Bracket) -> None:
+        b.active = True
+        try:
+            u = study.proposer.ask(b.sizes[0])
+        except ValueError:  # the space is exhausted: run the bracket with what there is
+            study.exhausted = True
+            u = np.zeros((0, study.space.ndim))
+        # new trials wait in the bracket until a slot of their bucket frees up
+        for row, cfg in zip(u, study.space.configs(u) if len(u) else []):
+            pool = study.pools[bucket_of(cfg, study.structural, study.buckets)]
+            t = study.new_trial(row, cfg, pool)
+            b.members.append(t.id)
+            b.pending.append(t.id)
+            self.owner[t.id] = b
+        if not b.members:
+            b.done = True
+
+    def fill(self, study) -> None:
+        for pool in study.pools:
+            free = list(np.flatnonzero(pool.trial < 0))
+            while free:
+                placed = False
+                for b in self.brackets:
+                    if not b.active or b.done:
+                        continue
+                    for tid in list(b.pending):
+                        if not free:
+                            break
+                        t = study.trials[tid]
+                        if t.bucket != pool.index:
+                            continue
+                        if not study.time_fits(b.rungs[b.rung] - t.phases):
+                            continue
+                        b.pending.remove(tid)
+                        slot = int(free.pop(0))
+                        if tid in study.paused:
+                            saved, scores = study.paused.pop(tid)
+                            study.resume(pool, slot, t, saved, scores)
+                        else:
+                            study.occupy(pool, slot, t)
+                            pool.stage_new(slot)
+                        placed = True
+                if free:
+                    nxt = next((b for b in self.brackets if not b.active), None)
+                    if nxt is None or not study.time_fits(nxt.rungs[0]):
+                        break
+                    self._activate(study, nxt)
+                    placed = True
+                if not placed:
+                    break
+
+    def waiting(self, study) -> bool:
+        return any(not b.done for b in self.brackets) and any(
+            (not b.active) or b.pending or b.rung < len(b.rungs) - 1 for b in self.brackets if not b.done
+        )
+
+    def decide(self, study, arrivals) -> list[str]:
+        actions = []
+        for _, _, t, score, bad in arrivals:
+            b = self.owner[t.id]
+            if bad:
+                b.reported[t.id] = -math.inf
+                actions.append("fail")
+            elif t.phases >= b.rungs[b.rung]:
+                b.reported[t.id] = score
+                actions.append("complete" if b.rung == len(b.rungs) - 1 else "pause")
+            else:
+                actions.append("continue")
+        return actions
+
+    def after_tick(self, study) -> None:
+        for b in self.brackets:
+            if not b.active or b.done or len(b.reported) < len(b.members):
+                continue
+            if b.rung == len(b.rungs) - 1:
+                b.done = True
+                continue
+            # promote the top of the rung; failed (-inf) trials never are
+            ranked = sorted((tid for tid in b.members if np.isfinite(b.reported[tid])),
+                            key=lambda tid: -b.reported[tid])
+            top = ranked[: b.sizes[b.rung + 1]]
+            for tid in b.members:
+                if tid not in top and study.trials[tid].status == "paused":
+                    study.trials[tid].status = "evicted"
+                    study.trials[tid].end_reason = study.scheduler_name
+                    study.paused.pop(tid, None)
+                    study.changed.add(tid)
+            b.rung += 1
+            b.members = list(top)
+            b.pending.extend(top)
+            b.reported = {}
+            if not top:
+                b.done = True
+
+
+def project(dim, values: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Perturbed values back onto a search-space dimension: clipped to its range, snapped to its
+    grid; an ordered numeric choice moves at least one step the way the value moved."""
+    values = np.asarray(values, np.float64)
+    if isinstance(dim, Choice):
+        choices = np.asarray(dim.choices, np.float64)
+        idx = np.abs(values[:, None] - choices[None]).argmin(1)
+        prev = np.abs(np.asarray(previous, np.float64)[:, None] - choices[None]).argmin(1)
+        step = np.sign(values - previous).astype(int)
+        idx = np.where((idx == prev) & (step != 0), np.clip(prev + step, 0, len(choices) - 1), idx)
+        return choices[idx]
+    lo, hi = float(dim.low), float(dim.high)
+    out = np.clip(values, lo, hi)
+    if isinstance(dim, Int):
+        out = np.clip(dim.low + np.round((out - dim.low) / dim.q) * dim.q, lo, hi)
+    return out
+
+
+class PBTPolicy:
+    """Population-based training: every slot runs for the whole study; every ``interval``
+    phases the bottom quantile of each bucket copies a top member (params, optimizer and env
+    state: one gather) and explores. Each copy starts a child trial whose ``parent`` is the
+    trial it copied, so lineages can be followed. A failed member is replaced the same way at
+    once, not at the next interval."""
+
+    def __init__(self, study, spec: PBT, max_trials: int | None):
+        self.spec = spec
+        self.started = False
+        self.tuned = [n for n in study.space.names if n not in study.structural]
+        self.key = jax.random.fold_in(study.key, 0xB7)
+
+    def fill(self, study) -> None:
+        if self.started:
+            return
+        self.started = True
+        for pool in study.pools:
+            for slot in range(pool.slots):
+                item = study.next_config(pool.index)
+                if item is None:
+                    break
+                study.start(pool, slot, *item)
+
+    def waiting(self, study) -> bool:
+        return False
+
+    def decide(self, study, arrivals) -> list[str]:
+        out = []
+        for _, _, t, _, bad in arrivals:
+            out.append("fail" if bad else ("complete" if t.phases >= study.num_phases else "continue"))
+        return out
+
+    def after_tick(self, study) -> None:
+        exploit = study.tick % self.spec.interval == 0
+        for pool in study.pools:
+            running = pool.trial >= 0
+            # a slot freed this tick by a failure is still "taking part": it gets replaced
+            failed_slots = np.zeros(pool.slots, bool)
+            failed_slots[list(pool.just_failed)] = True
+            failed_slots &= ~running
+            if not running.any() or (not exploit and not failed_slots.any()):
+                continue
+            active = running | failed_slots
+            scores = np.full(pool.slots, -np.inf, np.float32)
+            for s in np.flatnonzero(running):
+                v = study.trials[pool.trial[s]].last_score
+                scores[s] = v if np.isfinite(v) else -np.inf
+            self.key, k_exp, k_fix = jax.random.split(self.key, 3)
+            hp = {n: _cpu(jnp.asarray(pool.hp[n])) for n in self.tuned}
+            fresh = self._fresh(study, pool.slots)
+            source, new_hp, replaced = pbt_exploit(
+                k_exp, _cpu(scores), hp, self.spec.quantile, self.spec.perturb, self.spec.resample_prob,
+                {n: _cpu(jnp.asarray(fresh[n], jnp.float32)) for n in self.tuned} if fresh else None, _cpu(active),
+            )
+            source, replaced = np.asarray(source), np.asarray(replaced)
+            new_hp = {n: np.asarray(v) for n, v in new_hp.items()}
+            if not exploit:  # only the failed are replaced between intervals
+                keep = ~failed_slots
+                replaced = replaced & failed_slots
+                source = np.where(keep, np.arange(pool.slots), source)
+            # failures beyond the bottom quantile copy a random running member, unperturbed
+            top = np.flatnonzero(running)
+            rng = np.random.default_rng(np.asarray(jax.random.key_data(k_fix))[-1])
+            for s in np.flatnonzero(failed_slots & ~replaced):
+                source[s] = rng.choice(top)
+                replaced[s] = True
+                for n in self.tuned:
+                    new_hp[n][s] = pool.hp[n][source[s]]
+            if not replaced.any():
+                continue
+            self._apply(study, pool, source, new_hp, replaced)
+
+    def _fresh(self, study, n) -> dict[str, np.ndarray] | None:
+        if self.spec.resample_prob <= 0:
+            return None
+        rows = study.space.sample(jax.random.fold_in(self.key, study.tick), n)
+        dec = study.space.decode(rows)
+        return {name: np.asarray(dec[name], np.float64) for name in self.tuned}
+
+    def _apply(self, study, pool, source, new_hp, replaced) -> None:
+        size = jax.tree.leaves(pool.state)[0].shape[0]
+        member_source = np.arange(size)
+        parents = {s: pool.trial[source[s]] for s in np.flatnonzero(replaced)}
+        for s in np.flatnonzero(replaced):
+            member_source[pool.members_of(s)] = pool.members_of(int(source[s]))
+        pool.state = pool.runner.copy_from(pool.state, member_source)
+        pool.last_member_score = pool.last_member_score[member_source[: pool.members]]
+        for s in np.flatnonzero(replaced):
+            s = int(s)
+            parent = study.trials[parents[s]]
+            if pool.trial[s] >= 0:
+                study.release(pool, s, "evicted", "pbt")
+            cfg = {k: v for k, v in parent.config.items() if k in study.space.names}
+            for n in self.tuned:
+                cfg[n] = float(project(study.space.dims[n], new_hp[n][s : s + 1], np.asarray([pool.hp[n][int(source[s])]]))[0])
+                if isinstance(study.space.dims[n], Int):
+                    cfg[n] = int(cfg[n])
+            u = study.space.encode({k: [v] for k, v in cfg.items()})[0]
+            child = study.new_trial(u, cfg, pool, origin="pbt", parent=parent.id, phases=parent.phases)
+            study.occupy(pool, s, child)

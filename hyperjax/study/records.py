@@ -1,0 +1,293 @@
+"""Trial records and study results (host side, plain Python and numpy).
+
+Trials are the unit of record, slots the unit of compute: a :class:`Trial` is one configuration
+with its seeds; it holds a slot while it runs (several slots in turn if it was paused and
+resumed by a synchronous scheduler) and keeps its learning curve at every phase boundary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+# Statuses a trial goes through: queued -> running [-> paused -> running ...] -> one of the
+# final ones. "stopped" means the study ended (time or budget) while it was running.
+FINAL = ("completed", "evicted", "failed", "stopped")
+
+
+@dataclasses.dataclass
+class Trial:
+    """One configuration and everything recorded about it.
+
+    ``curve[i]`` is the trial's score (mean over seeds of the training-episode return in the
+    second half of the phase) at the ``i``-th phase boundary it reached, ``curve_steps[i]`` the
+    env steps per member at that boundary. ``final_score`` is the mean greedy evaluation return
+    over held-apart episodes, set only for completed trials.
+    """
+
+    id: int
+    config: dict[str, Any]
+    u: np.ndarray  # (d,) point of the unit cube it came from
+    bucket: int
+    seeds: tuple[int, ...]
+    origin: str = "proposer"  # or "pbt" (an exploit/explore child)
+    parent: int | None = None  # PBT: the trial whose state it copied
+    status: str = "queued"
+    end_reason: str = ""
+    phases: int = 0  # phase boundaries reached (PBT children count from their parent's)
+    start_phase: int = 0  # phases already behind it when it started (PBT children: the parent's)
+    curve: list[float] = dataclasses.field(default_factory=list)
+    curve_steps: list[int] = dataclasses.field(default_factory=list)
+    curve_times: list[float] = dataclasses.field(default_factory=list)  # study seconds at each boundary
+    final_score: float = math.nan
+    final_scores: list[float] = dataclasses.field(default_factory=list)  # per seed
+    env_steps: int = 0  # env steps it consumed, all seeds together
+    compute_seconds: float = 0.0  # its share of the tick times while it held a slot
+    segments: list[list] = dataclasses.field(default_factory=list)  # [slot, start_s, end_s, start_tick, end_tick]
+
+    @property
+    def slot(self) -> int:
+        """The slot it ran in last (-1 if it never ran)."""
+        return self.segments[-1][0] if self.segments else -1
+
+    @property
+    def start_time(self) -> float:
+        return self.segments[0][1] if self.segments else math.nan
+
+    @property
+    def end_time(self) -> float:
+        return self.segments[-1][2] if self.segments else math.nan
+
+    @property
+    def last_score(self) -> float:
+        return self.curve[-1] if self.curve else math.nan
+
+    def row(self) -> dict[str, Any]:
+        """A flat dict for the trials DataFrame (config values as ``config/<name>`` columns)."""
+        out = {
+            "trial": self.id,
+            "status": self.status,
+            "end_reason": self.end_reason,
+            "bucket": self.bucket,
+            "origin": self.origin,
+            "parent": -1 if self.parent is None else self.parent,
+            "phases": self.phases,
+            "final_score": self.final_score,
+            "last_score": self.last_score,
+            "env_steps": self.env_steps,
+            "compute_seconds": self.compute_seconds,
+            "slot": self.slot,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "seeds": len(self.seeds),
+        }
+        out.update({f"config/{k}": v for k, v in self.config.items()})
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["u"] = [float(x) for x in self.u]
+        d["config"] = {k: _jsonable(v) for k, v in self.config.items()}
+        return d
+
+
+def _jsonable(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+class TrialLog:
+    """Append-only JSON-lines log: one line per trial each time it changes, flushed and synced
+    every tick, so a study killed at any moment keeps everything recorded up to its last tick.
+    ``load_trials`` reads the last line of every trial back."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def write(self, trials: list[Trial], tick: int, seconds: float) -> None:
+        for t in trials:
+            self._f.write(json.dumps({"tick": tick, "seconds": seconds, "trial": t.to_json()}, allow_nan=True) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def load_trials(path: str | os.PathLike):
+    """The latest record of every trial in a :class:`TrialLog` file, as a DataFrame."""
+    import pandas as pd
+
+    latest: dict[int, dict] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+            latest[rec["trial"]["id"]] = rec["trial"]
+    rows = []
+    for d in latest.values():
+        d = dict(d)
+        d["u"] = np.asarray(d["u"])
+        rows.append(Trial(**d).row())
+    return pd.DataFrame(rows).sort_values("trial").reset_index(drop=True) if rows else pd.DataFrame()
+
+
+@dataclasses.dataclass
+class StudyResult:
+    """What ``tune`` returns.
+
+    Attributes:
+      trials: every trial, in the order they were created.
+      best: the completed trial with the highest final evaluation (never a failed one), or
+        ``None`` if no trial completed.
+      best_state: the best trial's member states (leading axis = its seeds): ``.params`` are the
+        trained Flax parameters.
+      best_agent: the agent (static settings of the best trial's bucket).
+      found_best_at: study seconds at which the best trial's final score was recorded.
+      seconds: wall time; ``timing`` splits it into ``setup`` (building the pools), ``train``
+        (advancing members), ``evaluate``, ``tuner`` (scheduling, refills, recording, host
+        round-trips) and ``compile`` (measured, taken out of the section it happened in).
+      env_steps: env steps used by all members of all trials.
+      slot_utilization: occupied slot-ticks / slot-ticks, ``"while_queued"`` (ticks at which
+        more work was waiting) and ``"overall"``.
+    """
+
+    trials: list[Trial]
+    best: Trial | None
+    best_state: Any
+    best_agent: Any
+    scheduler: str
+    space: Any
+    slots: int
+    seconds: float
+    env_steps: int
+    ticks: int
+    found_best_at: float
+    timing: dict[str, float]
+    slot_utilization: dict[str, float]
+    buckets: list[dict[str, Any]]
+
+    @property
+    def best_config(self) -> dict[str, Any] | None:
+        return None if self.best is None else dict(self.best.config)
+
+    @property
+    def best_score(self) -> float:
+        return math.nan if self.best is None else self.best.final_score
+
+    @property
+    def best_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(env_steps (n,), scores (n,))`` of the best trial, its PBT ancestors' segments first."""
+        if self.best is None:
+            return np.zeros(0, np.int64), np.zeros(0)
+        chain = self.lineage(self.best.id)
+        steps: list[int] = []
+        scores: list[float] = []
+        for i, t in enumerate(chain):
+            # an ancestor's points up to where the next generation forked off it
+            upto = chain[i + 1].start_phase - t.start_phase if i + 1 < len(chain) else len(t.curve)
+            steps.extend(t.curve_steps[:upto])
+            scores.extend(t.curve[:upto])
+        return np.asarray(steps, np.int64), np.asarray(scores, np.float64)
+
+    @property
+    def best_params(self) -> Any:
+        return None if self.best_state is None else self.best_state.params
+
+    def evaluate_best(self, episodes: int = 64, seed: int = 1) -> float:
+        """The best trial's trained policy evaluated greedily on ``episodes`` fresh episodes per
+        seed (keys from ``seed``, apart from the study's), mean over episodes and seeds."""
+        if self.best_state is None:
+            raise ValueError("the study has no completed trial to evaluate")
+        import jax
+
+        from hyperjax.population import get_runner, padded_size
+
+        runner = get_runner(self.best_agent)
+        n = len(self.best.seeds)
+        keys = jax.random.split(jax.random.key(seed), n)
+        state = runner._put(self.best_state, padded_size(n, runner.mesh))
+        returns = np.asarray(jax.device_get(runner.evaluate(keys, state, int(episodes))))[:n]
+        return float(returns.mean())
+
+    def lineage(self, trial_id: int) -> list[Trial]:
+        """The trial and its PBT ancestors, oldest first."""
+        by_id = {t.id: t for t in self.trials}
+        chain = [by_id[trial_id]]
+        while chain[-1].parent is not None:
+            chain.append(by_id[chain[-1].parent])
+        return chain[::-1]
+
+    def dataframe(self):
+        """One row per trial: status, scores, env steps, slot and times, ``config/<name>``."""
+        import pandas as pd
+
+        return pd.DataFrame([t.row() for t in self.trials])
+
+    def curves(self):
+        """Long-format curves: one row per (trial, phase boundary)."""
+        import pandas as pd
+
+        rows = [
+            {"trial": t.id, "env_steps": s, "score": c, "seconds": w}
+            for t in self.trials
+            for s, c, w in zip(t.curve_steps, t.curve, t.curve_times)
+        ]
+        return pd.DataFrame(rows, columns=["trial", "env_steps", "score", "seconds"])
+
+    def timeline(self):
+        """Which trial held which slot, when: one row per (trial, slot segment)."""
+        import pandas as pd
+
+        rows = [
+            {"trial": t.id, "slot": s, "start": a, "end": b, "start_tick": ta, "end_tick": tb, "status": t.status}
+            for t in self.trials
+            for s, a, b, ta, tb in t.segments
+        ]
+        return pd.DataFrame(rows, columns=["trial", "slot", "start", "end", "start_tick", "end_tick", "status"])
+
+    def best_so_far(self):
+        """``(seconds, best final score)`` each time the best improved: when was the best found."""
+        done = sorted(
+            (t.end_time, t.final_score) for t in self.trials if t.status == "completed" and math.isfinite(t.final_score)
+        )
+        out, best = [], -math.inf
+        for when, score in done:
+            if score > best:
+                best = score
+                out.append((when, score))
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and headline numbers, JSON-friendly."""
+        counts = {s: 0 for s in ("completed", "evicted", "failed", "stopped")}
+        for t in self.trials:
+            if t.status in counts:
+                counts[t.status] += 1
+        return {
+            "scheduler": self.scheduler,
+            "trials": len(self.trials),
+            **counts,
+            "best_score": self.best_score,
+            "best_config": self.best_config,
+            "seconds": round(self.seconds, 2),
+            "found_best_at": round(self.found_best_at, 2),
+            "env_steps": int(self.env_steps),
+            "tuner_fraction": round(self.timing.get("tuner", 0.0) / max(self.seconds, 1e-9), 4),
+            "slot_utilization": {k: round(v, 4) for k, v in self.slot_utilization.items()},
+        }
