@@ -94,7 +94,7 @@ def run_peer(env: str, seconds: float, seed: int) -> dict:
 def overhead(slots: int, seed: int) -> dict:
     """A HyperTrick CartPole study with ``slots`` slots; the tuner's share of the wall time."""
     agent = hj.PPO(env="CartPole-v1")
-    budget = slots * PHASE * 40
+    budget = slots * PHASE * 16
     res = hj.tune(agent, SPACE, budget=budget, phase_steps=PHASE, trial_steps=PHASES * PHASE, slots=slots,
                   scheduler=hj.schedulers.HyperTrick(r=0.3), seed=seed, eval_episodes=16)
     t = res.timing

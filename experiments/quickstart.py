@@ -1,6 +1,6 @@
 """The quick-start job: a HyperTrick study of PPO on CartPole-v1, printing the best configuration.
 
-    python experiments/quickstart.py [--budget 20000000] [--slots 32] [--scheduler hypertrick]
+    python experiments/quickstart.py [--budget 30000000] [--slots 32] [--scheduler hypertrick]
 
 Trials (Sobol-proposed configurations of the traced PPO hyperparameters) flow through
 ``--slots`` population slots, trained together as one sharded program; at every phase boundary
@@ -35,7 +35,7 @@ SPACE = SearchSpace(
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="CartPole-v1")
-    p.add_argument("--budget", type=int, default=20_000_000, help="env steps for the whole study")
+    p.add_argument("--budget", type=int, default=30_000_000, help="env steps for the whole study")
     p.add_argument("--phase-steps", type=int, default=32_768, help="env steps per trial between decisions")
     p.add_argument("--phases", type=int, default=8, help="phases of a trial that runs to the end")
     p.add_argument("--slots", type=int, default=32)

@@ -34,7 +34,9 @@ class AsyncPolicy:
 
     A new trial starts only if the env steps used, plus those every running trial could still
     use, plus its own full run fit the budget (so the budget is never exceeded and every trial
-    started can complete), and, with ``max_seconds``, if it is expected to finish in time.
+    started can complete); after the first fill, only while the remaining budget could keep
+    every slot busy for a whole trial (which bounds the tail in which slots drain to ``P``
+    ticks); and, with ``max_seconds``, if it is expected to finish in time.
     """
 
     def __init__(self, study, spec, max_trials: int | None):
@@ -59,6 +61,13 @@ class AsyncPolicy:
             return False
         cost = study.num_phases * study.seeds * pool.steps
         if study.used + study.committed() + cost > study.budget:
+            return False
+        # After the first fill, a trial starts only while the remaining budget could still keep
+        # every slot busy until it ends. Otherwise late starts trickle in one at a time as
+        # evictions free budget, each dragging the study on for P more ticks of mostly idle
+        # slots (which cost as much as busy ones: masks, not shapes).
+        full_tick = sum(p.slots * study.seeds * p.steps for p in study.pools)
+        if study.tick > 0 and study.budget - study.used < study.num_phases * full_tick:
             return False
         return study.time_fits(study.num_phases)
 
@@ -308,9 +317,12 @@ class PBTPolicy:
         return False
 
     def decide(self, study, arrivals) -> list[str]:
+        # The population is evaluated at the end of its phases, or earlier if the next phase
+        # would not end within max_seconds: PBT's answer is whatever the population holds then.
+        last = not study.time_fits(1)
         out = []
         for _, _, t, _, bad in arrivals:
-            out.append("fail" if bad else ("complete" if t.phases >= study.num_phases else "continue"))
+            out.append("fail" if bad else ("complete" if last or t.phases >= study.num_phases else "continue"))
         return out
 
     def after_tick(self, study) -> None:
