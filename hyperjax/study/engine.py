@@ -274,7 +274,7 @@ class Study:
                 self.section = "train"
                 active = [p for p in self.pools if len(p.occupied())]
                 outs = [(p, p.advance()) for p in active]
-                host = jax.device_get([(m.return_sum, m.return_count, m.failed[:, -1]) for _, m in outs])
+                host = jax.device_get([(m.return_sum, m.return_count, m.failed) for _, m in outs])
                 train_s = time.perf_counter() - t_train
                 self.section = "tuner"
                 self.timing["train"] += train_s
@@ -315,7 +315,7 @@ class Study:
             m = p.members
             scores = member_scores(np.asarray(rsum[:m]), np.asarray(rcount[:m]), p.last_member_score)
             p.last_member_score = scores
-            failed = np.asarray(failed[:m])
+            failed = np.asarray(failed[:m, -1])
             for slot in p.occupied():
                 t = self.trials[p.trial[slot]]
                 idx = p.members_of(slot)

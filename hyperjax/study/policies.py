@@ -40,19 +40,51 @@ class AsyncPolicy:
     """
 
     def __init__(self, study, spec, max_trials: int | None):
-        p = study.num_phases
+        self.spec = spec
+        self.num_phases = p = study.num_phases
         nominal = max(pool.steps for pool in study.pools) * study.seeds
         smallest = min(pool.steps for pool in study.pools) * study.seeds
+        self.user_max_trials = max_trials
         if max_trials is None and isinstance(spec, HyperTrick):
-            # HyperTrick's N: the trials the budget affords at the expected N(1-r)^P survival.
+            # HyperTrick's N: the trials the budget affords at the expected N(1-r)^P survival
+            # (revised from the measured tick time once the study runs, if max_seconds is set).
             max_trials = max(1, int(study.budget // (nominal * spec.expected_phases(p))))
         self.max_trials = max_trials
-        # Every trial runs at least one phase: no phase can record more scores than this.
-        bound = study.budget // smallest
-        self.capacity = int(max(1, min(bound, max_trials) if max_trials else bound))
-        self.scheduler = spec.build(max_trials or self.capacity, p, self.capacity)
+        # Every trial runs at least one phase, so no phase records more scores than this; the
+        # record starts small and doubles as needed (its size is the cost of every decision).
+        bound = int(study.budget // smallest)
+        self.bound = max(1, min(bound, max_trials) if max_trials else bound)
+        self.capacity = min(self.bound, max(1024, 4 * study.num_slots))
+        self.state = None
+        self._build()
+
+    def _build(self) -> None:
+        """(Re)builds the rule for the current N and capacity, keeping the record so far."""
+        n = self.max_trials or self.capacity
+        self.scheduler = self.spec.build(n, self.num_phases, self.capacity)
         self._decide = jax.jit(self.scheduler.decide)
-        self.state = _cpu(self.scheduler.init())
+        fresh = self.scheduler.init()
+        if self.state is not None:
+            old = np.asarray(self.state.scores)
+            scores = np.asarray(fresh.scores).copy()
+            scores[:, : old.shape[1]] = old
+            fresh = fresh.replace(scores=jnp.asarray(scores), count=jnp.asarray(self.state.count))
+        self.state = _cpu(fresh)
+
+    def _revise_n(self, study) -> None:
+        """With max_seconds and no N given, HyperTrick's N follows the time: the trials started
+        so far plus those the remaining ticks afford at the expected survival."""
+        if not isinstance(self.spec, HyperTrick) or self.user_max_trials is not None or study.max_seconds is None:
+            return
+        if len(study.tick_seconds) < 2:
+            return
+        est = float(np.median(study.tick_seconds[1:]))
+        ticks_left = max(0.0, (study.max_seconds - study.now()) / est)
+        n_time = len(study.trials) + int(study.num_slots * ticks_left / self.spec.expected_phases(self.num_phases))
+        n_time = max(1, n_time)
+        if self.max_trials is None or n_time < self.max_trials:
+            self.max_trials = n_time
+            self._build()
 
     def can_start(self, study, pool) -> bool:
         if self.max_trials is not None and len(study.trials) >= self.max_trials:
@@ -72,6 +104,8 @@ class AsyncPolicy:
         return study.time_fits(study.num_phases)
 
     def fill(self, study) -> None:
+        if study.tick == 2:
+            self._revise_n(study)
         for pool in study.pools:
             for slot in np.flatnonzero(pool.trial < 0):
                 if not self.can_start(study, pool):
@@ -94,9 +128,12 @@ class AsyncPolicy:
         for j, i in enumerate(order):
             _, _, t, s, _ = arrivals[i]
             phase[j], score[j], arrived[j] = t.phases - 1, s, True
+        need = int(np.max(np.asarray(self.state.count))) + n
+        if need > self.capacity:
+            while self.capacity < need:
+                self.capacity *= 2
+            self._build()
         self.state, keep = self._decide(self.state, _cpu(phase), _cpu(score), _cpu(arrived))
-        if int(np.max(self.state.count)) > self.capacity:  # cannot happen under the budget rule
-            raise RuntimeError(f"scheduler record overflow: capacity={self.capacity}")
         keep = np.asarray(keep)
         actions = [""] * n
         for j, i in enumerate(order):
