@@ -44,11 +44,16 @@ SPACE = SearchSpace(
 )
 
 
-def run_method(env: str, method: str, seconds: float, slots: int, seed: int, pbt_phases: int | None = None) -> dict:
+def run_method(env: str, method: str, seconds: float, slots: int, seed: int, pbt_phases: int | None = None,
+               rate: float | None = None) -> dict:
     agent = hj.PPO(env=env)
     kw = dict(budget=10**12, phase_steps=PHASE, trial_steps=PHASES * PHASE, slots=slots, seed=seed,
               max_seconds=seconds, eval_episodes=16)
     scheduler = {"hypertrick": hj.schedulers.HyperTrick(r=0.3)}.get(method, method)
+    if method in ("successive_halving", "hyperband"):
+        # synchronous brackets are planned from an env-step budget: what the measured training
+        # rate affords in ~85% of the time (the rest goes to compiling and the last rung's wait)
+        kw["budget"] = int(0.85 * seconds * (rate or 1.5e5))
     if method == "pbt":
         kw["trial_steps"] = max(PHASES, pbt_phases or PHASES) * PHASE
         kw["budget"] = slots * kw["trial_steps"]
@@ -135,7 +140,7 @@ def main(argv=None):
             if method == "pbt" and rate:
                 # as many phases as the measured training rate allows in ~85% of the time
                 pbt_phases = int(0.85 * a.seconds * rate / (a.slots * PHASE))
-            row = run_method(env, method, a.seconds, a.slots, a.seed, pbt_phases)
+            row = run_method(env, method, a.seconds, a.slots, a.seed, pbt_phases, rate)
             rate = rate or row["steps_per_second_training"]
             emit(row)
         if a.peer:

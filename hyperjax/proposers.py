@@ -112,10 +112,23 @@ class SobolProposer(_DedupProposer):
             return self._engine.random(n)
 
 
-PROPOSERS = {"random": RandomProposer, "sobol": SobolProposer}
+def _bnn(acquisition: str):
+    def make(space: SearchSpace, seed: int = 0, **kw) -> Proposer:
+        from hyperjax.surrogate.proposer import BNNProposer  # NumPyro only when asked for
+
+        return BNNProposer(space, seed, acquisition=acquisition, **kw)
+
+    return make
 
 
-def make_proposer(name: str, space: SearchSpace, seed: int = 0) -> Proposer:
+PROPOSERS = {"random": RandomProposer, "sobol": SobolProposer, "bnn": _bnn("thompson"), "bnn-qei": _bnn("qei")}
+
+
+def make_proposer(name: str, space: SearchSpace, seed: int = 0, **kwargs) -> Proposer:
+    """A proposer by name: ``random``, ``sobol``, ``bnn`` (Thompson batches) or ``bnn-qei``;
+    ``kwargs`` go to the BNN proposers (e.g. ``target_budget``)."""
     if name not in PROPOSERS:
         raise ValueError(f"proposer {name!r} is unknown; allowed: {', '.join(PROPOSERS)}")
+    if kwargs and name.startswith("bnn"):
+        return PROPOSERS[name](space, seed, **kwargs)
     return PROPOSERS[name](space, seed)

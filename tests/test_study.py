@@ -198,6 +198,8 @@ def test_space_problems_fail_on_the_host():
         _study(space=SearchSpace({"num_steps": Choice((8, 16, 32))}), slots=2)
     with pytest.raises(ValueError, match="gamma"):  # a corner of the space is not a valid gamma
         _study(space=SearchSpace({"gamma": Float(0.9, 1.5)}))
+    with pytest.raises(ValueError, match="would start"):  # brackets cannot plan an endless budget
+        _study(scheduler="hyperband", budget=10**12)
     with pytest.raises(ValueError, match="smaller than what PBT runs"):
         _study(scheduler="pbt", budget=PHASE * 6)
 

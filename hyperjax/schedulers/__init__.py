@@ -13,6 +13,7 @@ from hyperjax.schedulers.pbt import pbt_exploit
 from hyperjax.schedulers.specs import (
     ASHA,
     PBT,
+    Extrapolate,
     HyperTrick,
     Hyperband,
     Median,
@@ -23,6 +24,7 @@ from hyperjax.schedulers.specs import (
 
 __all__ = [
     "ASHA",
+    "Extrapolate",
     "PBT",
     "HyperTrick",
     "Hyperband",

@@ -172,8 +172,29 @@ class PBT:
             raise ValueError(f"scheduler pbt: perturb={self.perturb!r} must be two positive factors")
 
 
-SPECS = {c.name: c for c in (HyperTrick, ASHA, Median, NoStopping, SuccessiveHalving, Hyperband, PBT)}
-Spec = HyperTrick | ASHA | Median | NoStopping | SuccessiveHalving | Hyperband | PBT
+@dataclasses.dataclass(frozen=True)
+class Extrapolate:
+    """Learning-curve extrapolation: at every boundary, evict a trial when the probability that
+    its score at the full budget beats the best completed trial's is below ``threshold``.
+
+    The prediction is the Bayesian neural network's posterior over (configuration, fidelity),
+    fit to every phase boundary of every trial (the study's BNN proposer if it has one): a
+    trial's own early scores and everyone else's curves inform where it will end. Trials are
+    kept while nothing has completed yet, and for their first ``min_phases`` phases.
+    """
+
+    threshold: float = 0.05
+    min_phases: int = 1
+    kind: ClassVar[str] = "extrapolate"
+    name: ClassVar[str] = "extrapolate"
+
+    def __post_init__(self):
+        _number(self.name, "threshold", self.threshold, 0, 1, low_open=True, high_open=True)
+        _number(self.name, "min_phases", self.min_phases, 1, integer=True)
+
+
+SPECS = {c.name: c for c in (HyperTrick, ASHA, Median, NoStopping, SuccessiveHalving, Hyperband, PBT, Extrapolate)}
+Spec = HyperTrick | ASHA | Median | NoStopping | SuccessiveHalving | Hyperband | PBT | Extrapolate
 
 
 def scheduler_spec(scheduler) -> Spec:
@@ -187,4 +208,4 @@ def scheduler_spec(scheduler) -> Spec:
     raise ValueError(f"scheduler={scheduler!r} must be a name ({', '.join(SPECS)}) or a spec such as HyperTrick(r=0.2)")
 
 
-__all__ = ["ASHA", "PBT", "HyperTrick", "Hyperband", "Median", "NoStopping", "Rung", "SPECS", "SuccessiveHalving", "scheduler_spec"]
+__all__ = ["ASHA", "PBT", "Extrapolate", "HyperTrick", "Hyperband", "Median", "NoStopping", "Rung", "SPECS", "SuccessiveHalving", "scheduler_spec"]

@@ -169,6 +169,7 @@ class Study:
         self.best_state = None
         self.found_best_at = math.nan
         self.changed: set[int] = set()
+        self.observers: list = []  # extra ask/tell objects told every observation (e.g. a predictor)
         self.paused: dict[int, tuple[Any, np.ndarray]] = {}  # trial id -> (member states, last scores)
         self.t0 = time.perf_counter() if t0 is None else t0
 
@@ -339,7 +340,8 @@ class Study:
                     score = value
                 arrivals.append((p, int(slot), t, score, bad))
                 if not bad and np.isfinite(score) and score != NO_EPISODE:
-                    self.proposer.tell(t.u[None], np.asarray([score]), np.asarray([t.curve_steps[-1]]))
+                    for obs in (self.proposer, *self.observers):
+                        obs.tell(t.u[None], np.asarray([score]), np.asarray([t.curve_steps[-1]]))
         return arrivals
 
     def _apply(self, arrivals, actions) -> float:

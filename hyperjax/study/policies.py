@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hyperjax.schedulers.pbt import pbt_exploit
-from hyperjax.schedulers.specs import PBT, HyperTrick
+from hyperjax.schedulers.specs import PBT, HyperTrick, NoStopping
 from hyperjax.space import Choice, Int
 from hyperjax.study.buckets import bucket_of
 
@@ -152,6 +152,9 @@ class AsyncPolicy:
         pass
 
 
+MAX_PLANNED_TRIALS_PER_SLOT = 1000
+
+
 class _Bracket:
     def __init__(self, rungs: list[int], n0: int, eta: float):
         self.rungs = rungs
@@ -203,6 +206,13 @@ class BracketPolicy:
         # Too small a budget even for one trial per bracket: keep the brackets that fit.
         while brackets and sum(b.cost() for b in brackets) > budget_phases:
             brackets.pop(0)
+        planned = sum(b.sizes[0] for b in brackets)
+        if max_trials is None and planned > MAX_PLANNED_TRIALS_PER_SLOT * study.num_slots:
+            raise ValueError(
+                f"tune: {spec.name} plans its brackets from the budget, and budget={study.budget} would start "
+                f"{planned} trials; give a budget the study can spend (or max_trials) - with max_seconds, "
+                "a budget of about seconds x measured env steps/s"
+            )
         if max_trials is not None:
             kept, total = [], 0
             for b in brackets:
@@ -430,3 +440,52 @@ class PBTPolicy:
             u = study.space.encode({k: [v] for k, v in cfg.items()})[0]
             child = study.new_trial(u, cfg, pool, origin="pbt", parent=parent.id, phases=parent.phases)
             study.occupy(pool, s, child)
+
+
+class ExtrapolationPolicy(AsyncPolicy):
+    """Learning-curve extrapolation with the BNN (see ``schedulers.Extrapolate``): refill as the
+    asynchronous rules do; evict where P(score at the full budget > incumbent) < threshold.
+    The incumbent is the best full-budget training score of a completed trial, in the same
+    units as the observations the surrogate is fit to."""
+
+    def __init__(self, study, spec, max_trials: int | None):
+        super().__init__(study, NoStopping(), max_trials)
+        self.extrapolate = spec
+        from hyperjax.surrogate.proposer import BNNProposer
+
+        target = float(study.num_phases * max(p.steps for p in study.pools))
+        if isinstance(study.proposer, BNNProposer):
+            self.model = study.proposer
+        else:
+            from hyperjax.surrogate.bnn import BNNConfig
+
+            # a predictor only: fed the same observations, never asked for proposals
+            self.model = BNNProposer(study.space, seed=0, target_budget=target,
+                                     config=BNNConfig(svi_steps=1000, svi_warm_steps=300, num_draws=64))
+            study.observers.append(self.model)
+        self.target = target
+        self.incumbent = -np.inf
+        self.predict_seconds = 0.0
+
+    def decide(self, study, arrivals) -> list[str]:
+        actions = super().decide(study, arrivals)  # "none" rule: fail / complete / continue
+        for i, (_, _, t, score, bad) in enumerate(arrivals):
+            if actions[i] == "complete" and np.isfinite(score):
+                self.incumbent = max(self.incumbent, float(score))
+        check = [i for i, a in enumerate(actions)
+                 if a == "continue" and arrivals[i][2].phases >= self.extrapolate.min_phases]
+        if not check or not np.isfinite(self.incumbent):
+            return actions
+        import time
+
+        t0 = time.perf_counter()
+        post = self.model.fit()
+        if post is not None:
+            u = np.stack([arrivals[i][2].u for i in check])
+            means, _ = post.predict(self.model.inputs(u, self.target))  # (S, n) posterior draws
+            p_beat = (means > self.incumbent).mean(0)
+            for j, i in enumerate(check):
+                if p_beat[j] < self.extrapolate.threshold:
+                    actions[i] = "evict"
+        self.predict_seconds += time.perf_counter() - t0
+        return actions

@@ -16,7 +16,7 @@ from hyperjax.schedulers.specs import scheduler_spec
 from hyperjax.space import SearchSpace
 from hyperjax.study.buckets import allocate_slots, bucket_agent, enumerate_buckets, structural_names
 from hyperjax.study.engine import Pool, Study
-from hyperjax.study.policies import AsyncPolicy, BracketPolicy, PBTPolicy
+from hyperjax.study.policies import AsyncPolicy, BracketPolicy, ExtrapolationPolicy, PBTPolicy
 from hyperjax.study.records import StudyResult
 from hyperjax.train import as_key
 
@@ -72,9 +72,12 @@ def tune(
         phase_steps`` phases.
       slots: trials that run at once (the population holds ``slots * seeds`` members).
       scheduler: ``"hypertrick"``, ``"asha"``, ``"median"``, ``"none"``,
-        ``"successive_halving"``, ``"hyperband"``, ``"pbt"`` or a spec with options, e.g.
+        ``"successive_halving"``, ``"hyperband"``, ``"pbt"``, ``"extrapolate"`` (BNN
+        learning-curve extrapolation) or a spec with options, e.g.
         ``hj.schedulers.HyperTrick(r=0.3)``.
-      proposer: ``"sobol"``, ``"random"`` or an object with ``ask(k)``/``tell(u, scores, budgets)``.
+      proposer: ``"sobol"``, ``"random"``, ``"bnn"`` (Bayesian-neural-network surrogate, Thompson
+        batches; every phase boundary is an observation at its fidelity), ``"bnn-qei"``, or an
+        object with ``ask(k)``/``tell(u, scores, budgets)``.
       seeds: seeds per trial; a trial's score is the mean over its seeds, and it fails if any does.
       seed: everything random flows from it (same seed, same study on the same machine).
       eval_episodes: greedy evaluation episodes per member when a trial completes.
@@ -146,7 +149,8 @@ def tune(
     k_prop, k_pools, k_rng, k_study = jax.random.split(key, 4)
     if isinstance(proposer, str):
         seed_int = int(np.asarray(jax.random.randint(k_prop, (), 0, 2**31 - 1)))
-        proposer = make_proposer(proposer, space, seed_int)
+        extra = {"target_budget": float(num_phases * phase_steps)} if proposer.startswith("bnn") else {}
+        proposer = make_proposer(proposer, space, seed_int, **extra)
     rng = np.random.default_rng(np.asarray(jax.random.key_data(k_rng)).astype(np.uint64))
     pools = []
     offset = 0
@@ -158,6 +162,7 @@ def tune(
                   num_phases=num_phases, seeds=seeds, budget=budget, max_seconds=max_seconds,
                   eval_episodes=eval_episodes, base_hp=base_hp, rng=rng, key=k_study, progress_fn=progress_fn,
                   log_path=log_path, scheduler_name=spec.name, t0=t0)
-    policy_cls = {"asynchronous": AsyncPolicy, "brackets": BracketPolicy, "pbt": PBTPolicy}[spec.kind]
+    policy_cls = {"asynchronous": AsyncPolicy, "brackets": BracketPolicy, "pbt": PBTPolicy,
+                  "extrapolate": ExtrapolationPolicy}[spec.kind]
     policy = policy_cls(study, spec, max_trials)
     return study.run(policy)

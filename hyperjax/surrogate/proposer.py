@@ -1,0 +1,211 @@
+"""``BNNProposer``: batch proposals from the Bayesian-neural-network surrogate (ask/tell).
+
+Every ``tell`` adds observations ``(configuration, fidelity) -> score``; in a study that is
+every phase boundary of every trial, so an evicted trial's early scores inform predictions at
+the full budget (multi-fidelity). ``ask(k)`` fits the posterior (warm-started SVI by default)
+and picks ``k`` distinct configurations from a candidate pool (scrambled Sobol points plus
+Gaussian perturbations of the configurations the posterior mean rates best), predicted at the
+target fidelity:
+
+- ``"thompson"``: one posterior draw per proposal, each maximised over the pool; the draws
+  differ, so the batch spreads without extra machinery;
+- ``"qei"``: greedy Monte-Carlo q-expected-improvement over all draws: each pick maximises the
+  expected improvement of the batch's maximum over the incumbent, given the picks before it.
+
+No configuration is proposed twice (judged on decoded configurations, running trials and the
+batch itself included). Failed trials (non-finite scores) are left out of the fit, documented
+rather than imputed: a diverging configuration tells little about the scale of good ones, and
+it can never be proposed again anyway. With fewer than ``min_observations`` finite scores the
+proposer falls back to scrambled Sobol points.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import jax
+import numpy as np
+
+from hyperjax.proposers import _DedupProposer, config_key
+from hyperjax.space import Choice, SearchSpace
+from hyperjax.surrogate.bnn import BNN, BNNConfig, Posterior
+
+
+def features(space: SearchSpace, u: np.ndarray) -> np.ndarray:
+    """Cube points ``(n, d)`` -> network inputs ``(n, F)``: unordered choices one-hot, every
+    other dimension (numbers, ordered choices) its cube coordinate."""
+    u = np.atleast_2d(np.asarray(u, np.float64))
+    cols = []
+    for i, dim in enumerate(space.dims.values()):
+        if isinstance(dim, Choice) and not dim.ordered:
+            n = len(dim.choices)
+            idx = np.clip(np.floor(u[:, i] * n), 0, n - 1).astype(int)
+            cols.append(np.eye(n)[idx])
+        else:
+            cols.append(u[:, i : i + 1])
+    return np.concatenate(cols, axis=1)
+
+
+class BNNProposer(_DedupProposer):
+    """Ask/tell over a :class:`~hyperjax.surrogate.bnn.BNN` surrogate.
+
+    Args:
+      space: the search space.
+      seed: PRNG seed (fits, draws and candidate pools all flow from it).
+      acquisition: ``"thompson"`` or ``"qei"``.
+      config: the surrogate's settings (:class:`BNNConfig`).
+      target_budget: the fidelity proposals are judged at (default: the largest one told).
+      min_observations: finite scores needed before the surrogate is used (default ``2d + 2``).
+      num_candidates: Sobol points in each pool; ``num_local`` perturbations of each of the
+        ``num_top`` best configurations are added, with standard deviation ``local_scale``.
+    """
+
+    def __init__(self, space: SearchSpace, seed: int = 0, acquisition: str = "thompson",
+                 config: BNNConfig | None = None, target_budget: float | None = None,
+                 min_observations: int | None = None, num_candidates: int = 1024, num_top: int = 5,
+                 num_local: int = 64, local_scale: float = 0.05, max_tries: int = 100):
+        super().__init__(space, max_tries)
+        if acquisition not in ("thompson", "qei"):
+            raise ValueError(f"bnn proposer: acquisition={acquisition!r} is unknown; allowed: thompson, qei")
+        from scipy.stats import qmc
+
+        self.acquisition = acquisition
+        self.bnn = BNN(config)
+        self.target_budget = target_budget
+        self.min_observations = min_observations or 2 * space.ndim + 2
+        self.num_candidates, self.num_top, self.num_local, self.local_scale = num_candidates, num_top, num_local, local_scale
+        self._key = jax.random.key(seed)
+        self._sobol = qmc.Sobol(space.ndim, scramble=True, seed=seed)
+        self._rng = np.random.default_rng(seed)
+        self.posterior: Posterior | None = None
+        self._fitted_on = -1
+        self.fit_seconds: list[float] = []
+
+    # -- fallbacks -----------------------------------------------------------------------------
+    def _draw(self, n: int) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*balance properties.*")
+            return self._sobol.random(n)
+
+    # -- data ----------------------------------------------------------------------------------
+    def _data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        u = np.asarray(self.history_u, np.float64).reshape(-1, self.space.ndim)
+        y = np.asarray(self.history_score, np.float64)
+        b = np.asarray(self.history_budget, np.float64)
+        ok = np.isfinite(y) & np.isfinite(b) & (b > 0)
+        return u[ok], y[ok], b[ok]
+
+    def _fidelity(self, budgets: np.ndarray, lo: float, target: float) -> np.ndarray:
+        if target <= lo:
+            return np.ones_like(budgets, dtype=np.float64)
+        return (np.log(budgets) - math.log(lo)) / (math.log(target) - math.log(lo))
+
+    def inputs(self, u: np.ndarray, budgets: np.ndarray | float) -> np.ndarray:
+        """Network inputs for cube points ``u (n, d)`` at ``budgets`` (scalar or ``(n,)``)."""
+        _, _, b = self._data()
+        target = self.target_budget or (float(b.max()) if len(b) else 1.0)
+        lo = float(min(b.min(), target)) if len(b) else target
+        z = self._fidelity(np.broadcast_to(np.asarray(budgets, np.float64), (len(u),)), lo, target)
+        return np.concatenate([features(self.space, u), z[:, None]], axis=1)
+
+    def fit(self) -> Posterior | None:
+        """Fits the posterior to everything told so far (skipped if nothing new)."""
+        import time
+
+        u, y, b = self._data()
+        if len(y) < self.min_observations:
+            return None
+        if self._fitted_on == len(y) and self.posterior is not None:
+            return self.posterior
+        t0 = time.perf_counter()
+        self._key, k = jax.random.split(self._key)
+        self.posterior = self.bnn.fit(k, self.inputs(u, b), y)
+        self.fit_seconds.append(time.perf_counter() - t0)
+        self._fitted_on = len(y)
+        return self.posterior
+
+    def predict(self, u: np.ndarray, budget: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Posterior ``(mean (n,), epistemic std (n,), noise scale (n,))`` at ``budget``
+        (default: the target fidelity) for cube points ``u (n, d)``."""
+        post = self.fit()
+        if post is None:
+            raise ValueError(f"bnn proposer: {self.min_observations} finite observations needed before predicting")
+        _, _, b = self._data()
+        target = budget or self.target_budget or float(b.max())
+        means, scales = post.predict(self.inputs(u, target))
+        return means.mean(0), means.std(0), scales.mean(0)
+
+    # -- proposals -----------------------------------------------------------------------------
+    def _pool(self, u_obs: np.ndarray, mean_obs: np.ndarray) -> np.ndarray:
+        cands = [self._draw(self.num_candidates)]
+        if len(u_obs):
+            top = u_obs[np.argsort(-mean_obs)[: self.num_top]]
+            noise = self._rng.normal(scale=self.local_scale, size=(len(top), self.num_local, self.space.ndim))
+            cands.append(np.clip(top[:, None, :] + noise, 0.0, 1.0).reshape(-1, self.space.ndim))
+        return np.concatenate(cands)
+
+    def ask(self, k: int) -> np.ndarray:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise ValueError(f"ask: k={k!r} must be an integer >= 0")
+        post = self.fit() if k else None
+        if post is None:
+            return super().ask(k)
+        u_obs, _, b = self._data()
+        target = self.target_budget or float(b.max())
+        uniq = np.unique(u_obs, axis=0)
+        obs_means, _ = post.predict(self.inputs(uniq, target))
+        obs_mean = obs_means.mean(0)
+        pool = self._pool(uniq, obs_mean)
+        keys = [config_key(self.space, row) for row in pool]
+        fresh, seen_now = [], set()
+        for i, key in enumerate(keys):
+            if key not in self.seen and key not in seen_now:
+                seen_now.add(key)
+                fresh.append(i)
+        pool = pool[fresh]
+        keys = [keys[i] for i in fresh]
+        means, _ = post.predict(self.inputs(pool, target))  # (S, C)
+        means = np.where(np.isfinite(means), means, -np.inf)
+        incumbent = float(obs_mean.max())
+        picks = self._thompson(means, k) if self.acquisition == "thompson" else self._qei(means, incumbent, k)
+        out = [pool[i] for i in picks]
+        for i in picks:
+            self.seen.add(keys[i])
+        if len(out) < k:  # the pool ran dry: top up with fresh Sobol points
+            out.extend(super().ask(k - len(out)))
+        return np.asarray(out, np.float64).reshape(k, self.space.ndim)
+
+    def _thompson(self, means: np.ndarray, k: int) -> list[int]:
+        s, c = means.shape
+        order = self._rng.permutation(s)
+        taken = np.zeros(c, bool)
+        picks = []
+        for j in range(min(k, c)):
+            row = np.where(taken, -np.inf, means[order[j % s]])
+            i = int(np.argmax(row))
+            taken[i] = True
+            picks.append(i)
+        return picks
+
+    def _qei(self, means: np.ndarray, incumbent: float, k: int) -> list[int]:
+        s, c = means.shape
+        current = np.full(s, incumbent)
+        taken = np.zeros(c, bool)
+        picks = []
+        for _ in range(min(k, c)):
+            gain = np.maximum(means, current[:, None]).mean(0) - current.mean()
+            gain = np.where(taken, -np.inf, gain)
+            i = int(np.argmax(gain))
+            taken[i] = True
+            picks.append(i)
+            current = np.maximum(current, means[:, i])
+        return picks
+
+    def importance(self, n: int = 2048, budget: float | None = None, seed: int = 0) -> Any:
+        """Sobol indices of the posterior mean at ``budget`` (default: target fidelity) over
+        the cube: see :func:`hyperjax.surrogate.importance.sobol_indices`."""
+        from hyperjax.surrogate.importance import sobol_indices
+
+        return sobol_indices(lambda u: self.predict(u, budget)[0], self.space, n=n, seed=seed)
