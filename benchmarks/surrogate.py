@@ -2,6 +2,7 @@
 Optuna's TPE and GP samplers, side by side in one run.
 
     python benchmarks/surrogate.py --json [--functions branin hartmann6 rl_like] [--reps 10]
+    python benchmarks/surrogate.py --speed      # fit + batch of 16 at 500 observations, 6-d
 
 Every method proposes batches of ``--batch`` (8) points, evaluated then told together, up to
 the largest of ``--evals`` (64 128). Functions are maximised (Branin and Hartmann-6 negated);
@@ -129,6 +130,26 @@ def run(fn: str, method: str, seed: int, batch: int, evals: list[int]) -> tuple[
     return regrets, secs
 
 
+def speed(n: int = 500, d: int = 6, k: int = 16, repeats: int = 3) -> dict:
+    """Seconds for one fit plus a batch of ``k`` at ``n`` observations in ``d`` dimensions (at
+    two fidelities), the first call (compiling) apart from the median of the next ones, each
+    after one more observation (so each refits)."""
+    space = SearchSpace({f"x{i}": Float(0.0, 1.0) for i in range(d)})
+    rng = np.random.default_rng(0)
+    prop = BNNProposer(space, 0)
+    u = rng.uniform(size=(n, d))
+    prop.tell(u, hartmann6(u) if d == 6 else -np.sum(u**2, 1), np.where(rng.uniform(size=n) < 0.5, 1e5, 8e5))
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        prop.ask(k)
+        times.append(time.perf_counter() - t0)
+        v = rng.uniform(size=(1, d))
+        prop.tell(v, hartmann6(v) if d == 6 else -np.sum(v**2, 1), np.array([8e5]))
+    return {"benchmark": "bnn_fit_and_batch", "observations": n, "dimensions": d, "batch": k,
+            "first_seconds_with_compile": round(times[0], 2), "median_seconds": round(float(np.median(times[1:])), 3)}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--functions", nargs="+", default=list(FUNCTIONS))
@@ -136,8 +157,12 @@ def main(argv=None):
     p.add_argument("--evals", nargs="+", type=int, default=[64, 128])
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--speed", action="store_true", help="only time one fit + batch of 16 at 500 points in 6-d")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
+    if a.speed:
+        print(json.dumps(speed()))
+        return
     for fn in a.functions:
         for method in a.methods:
             per_n = {n: [] for n in a.evals}

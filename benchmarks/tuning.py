@@ -52,12 +52,16 @@ def run_method(env: str, method: str, seconds: float, slots: int, seed: int, pbt
     scheduler = {"hypertrick": hj.schedulers.HyperTrick(r=0.3)}.get(method, method)
     if method in ("successive_halving", "hyperband"):
         # synchronous brackets are planned from an env-step budget: what the measured training
-        # rate affords in ~85% of the time (the rest goes to compiling and the last rung's wait)
-        kw["budget"] = int(0.85 * seconds * (rate or 1.5e5))
+        # rate affords in ~65% of the time (the rest: compiling, idle slots while rungs wait, evaluation)
+        kw["budget"] = int(0.65 * seconds * (rate or 1.5e5))
     if method == "pbt":
         kw["trial_steps"] = max(PHASES, pbt_phases or PHASES) * PHASE
         kw["budget"] = slots * kw["trial_steps"]
         scheduler = hj.schedulers.PBT(interval=2, quantile=0.25)
+    if method == "hypertrick+bnn":
+        scheduler, kw["proposer"] = hj.schedulers.HyperTrick(r=0.3), "bnn"
+    if method == "extrapolate":
+        scheduler = hj.schedulers.Extrapolate(threshold=0.05)
     res = hj.tune(agent, SPACE, scheduler=scheduler, **kw)
     summary = res.summary()
     out = {
@@ -123,10 +127,13 @@ def main(argv=None):
     p.add_argument("--env", nargs="+", default=["Acrobot-v1"])
     p.add_argument("--seconds", type=float, default=240)
     p.add_argument("--slots", type=int, default=32)
-    p.add_argument("--methods", nargs="+", default=["none", "hypertrick", "asha", "successive_halving", "pbt"])
+    p.add_argument("--methods", nargs="+", default=["none", "hypertrick", "asha", "successive_halving", "pbt"],
+                   help="also: hyperband, hypertrick+bnn (BNN proposer), extrapolate (BNN learning-curve rule)")
     p.add_argument("--peer", action="store_true", help="also run the Optuna + rejax peer")
     p.add_argument("--overhead", action="store_true", help="only measure the tuner's own cost (64 slots)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rate", type=float, default=None,
+                   help="training env steps/s to plan SH/Hyperband/PBT with (default: measured by the first method)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     emit = (lambda d: print(json.dumps(d), flush=True)) if a.json else (lambda d: print(d, flush=True))
@@ -134,7 +141,7 @@ def main(argv=None):
         emit(overhead(64, a.seed))
         return
     for env in a.env:
-        rate = None
+        rate = a.rate
         for method in a.methods:
             pbt_phases = None
             if method == "pbt" and rate:
