@@ -151,3 +151,12 @@ def test_extrapolation_scheduler_evicts_hopeless_trials():
     assert res.best is not None
     with pytest.raises(ValueError, match="threshold=1.5"):
         hj.schedulers.Extrapolate(threshold=1.5)
+
+
+def test_nuts_exact_path_fits_a_small_history():
+    x = np.linspace(0, 1, 24)[:, None]
+    y = 2.0 * x[:, 0] + 0.05 * np.random.default_rng(4).normal(size=24)
+    cfg = BNNConfig(hidden=(8,), inference="nuts", nuts_warmup=150, nuts_samples=32, num_draws=16)
+    mean, scale = _fit(x, y, config=cfg).predict(np.array([[0.25], [0.75]]))
+    assert mean.shape == (16, 2) and np.all(np.isfinite(mean)) and np.all(scale > 0)
+    np.testing.assert_allclose(mean.mean(0), [0.5, 1.5], atol=0.25)
