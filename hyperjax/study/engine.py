@@ -22,11 +22,11 @@ import numpy as np
 from hyperjax.population import Runner
 from hyperjax.study.buckets import bucket_of
 from hyperjax.study.records import StudyResult, Trial, TrialLog
+from hyperjax.train import member_keys
 
 # The score of a member none of whose episodes has ended yet: ranks below every real return
 # but, unlike -inf, is not read as a failure.
 NO_EPISODE = float(np.finfo(np.float32).min)
-EVAL_STREAM = 0x5EED_E7A1
 
 # Compile time is measured (JAX's monitoring events) and reported apart from the section it fell
 # in, so the tuner's own cost is not confused with one-off compiles.
@@ -65,11 +65,7 @@ class Pool:
         self.trial = np.full(slots, -1, np.int64)
         self.hp = {n: np.full(slots, v, np.float32) for n, v in base_hp.items()}
         self.last_member_score = np.full(self.members, np.nan)
-        seed_keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.arange(seeds))
-        eval_base = jax.random.fold_in(key, EVAL_STREAM)
-        eval_keys = jax.vmap(lambda s: jax.random.fold_in(eval_base, s))(jnp.arange(seeds))
-        self.train_keys = jnp.tile(seed_keys, slots)
-        self.eval_keys = jnp.tile(eval_keys, slots)
+        self.train_keys, self.eval_keys = member_keys(key, slots, seeds)  # (M,) each, slot-major
         self.state = runner.init(self.train_keys, self.hp_members())
         self._hp_dev = None
         self._refill_mask = np.zeros(self.members, bool)
@@ -188,16 +184,15 @@ class Study:
         return self.now() + ticks * est <= self.max_seconds
 
     # -- configurations ------------------------------------------------------------------------
-    def next_config(self, bucket: int, batch: int | None = None):
+    def next_config(self, bucket: int):
         """The next queued ``(u, config)`` for ``bucket``, asking the proposer for more when its
         queue is empty (others' proposals wait in their queues); ``None`` when none can be had."""
         q = self.queues[bucket]
         rounds = 0
         while not q and not self.exhausted and rounds < 64:
             rounds += 1
-            k = batch or max(8, self.num_slots)
             try:
-                u = self.proposer.ask(k)
+                u = self.proposer.ask(max(8, self.num_slots))
             except ValueError:
                 self.exhausted = True
                 break

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import math
+import time
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +46,7 @@ class AsyncPolicy:
         nominal = max(pool.steps for pool in study.pools) * study.seeds
         smallest = min(pool.steps for pool in study.pools) * study.seeds
         self.user_max_trials = max_trials
+        self.full_tick = sum(pool.slots * study.seeds * pool.steps for pool in study.pools)  # env steps, all busy
         if max_trials is None and isinstance(spec, HyperTrick):
             # HyperTrick's N: the trials the budget affords at the expected N(1-r)^P survival
             # (revised from the measured tick time once the study runs, if max_seconds is set).
@@ -98,8 +100,7 @@ class AsyncPolicy:
         # every slot busy until it ends. Otherwise late starts trickle in one at a time as
         # evictions free budget, each dragging the study on for P more ticks of mostly idle
         # slots (which cost as much as busy ones: masks, not shapes).
-        full_tick = sum(p.slots * study.seeds * p.steps for p in study.pools)
-        if study.tick > 0 and study.budget - study.used < study.num_phases * full_tick:
+        if study.tick > 0 and study.budget - study.used < study.num_phases * self.full_tick:
             return False
         return study.time_fits(study.num_phases)
 
@@ -476,8 +477,6 @@ class ExtrapolationPolicy(AsyncPolicy):
                  if a == "continue" and arrivals[i][2].phases >= self.extrapolate.min_phases]
         if not check or not np.isfinite(self.incumbent):
             return actions
-        import time
-
         t0 = time.perf_counter()
         post = self.model.fit()
         if post is not None:

@@ -22,6 +22,7 @@ proposer falls back to scrambled Sobol points.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from typing import Any
 
@@ -102,18 +103,22 @@ class BNNProposer(_DedupProposer):
             return np.ones_like(budgets, dtype=np.float64)
         return (np.log(budgets) - math.log(lo)) / (math.log(target) - math.log(lo))
 
+    @property
+    def target(self) -> float:
+        """The fidelity proposals are judged at: ``target_budget``, else the largest told."""
+        _, _, b = self._data()
+        return self.target_budget or (float(b.max()) if len(b) else 1.0)
+
     def inputs(self, u: np.ndarray, budgets: np.ndarray | float) -> np.ndarray:
         """Network inputs for cube points ``u (n, d)`` at ``budgets`` (scalar or ``(n,)``)."""
         _, _, b = self._data()
-        target = self.target_budget or (float(b.max()) if len(b) else 1.0)
+        target = self.target
         lo = float(min(b.min(), target)) if len(b) else target
         z = self._fidelity(np.broadcast_to(np.asarray(budgets, np.float64), (len(u),)), lo, target)
         return np.concatenate([features(self.space, u), z[:, None]], axis=1)
 
     def fit(self) -> Posterior | None:
         """Fits the posterior to everything told so far (skipped if nothing new)."""
-        import time
-
         u, y, b = self._data()
         if len(y) < self.min_observations:
             return None
@@ -132,9 +137,7 @@ class BNNProposer(_DedupProposer):
         post = self.fit()
         if post is None:
             raise ValueError(f"bnn proposer: {self.min_observations} finite observations needed before predicting")
-        _, _, b = self._data()
-        target = budget or self.target_budget or float(b.max())
-        means, scales = post.predict(self.inputs(u, target))
+        means, scales = post.predict(self.inputs(u, budget or self.target))
         return means.mean(0), means.std(0), scales.mean(0)
 
     # -- proposals -----------------------------------------------------------------------------
@@ -152,8 +155,8 @@ class BNNProposer(_DedupProposer):
         post = self.fit() if k else None
         if post is None:
             return super().ask(k)
-        u_obs, _, b = self._data()
-        target = self.target_budget or float(b.max())
+        u_obs, _, _ = self._data()
+        target = self.target
         uniq = np.unique(u_obs, axis=0)
         obs_means, _ = post.predict(self.inputs(uniq, target))
         obs_mean = obs_means.mean(0)
