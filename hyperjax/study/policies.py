@@ -461,7 +461,8 @@ class ExtrapolationPolicy(AsyncPolicy):
             from hyperjax.surrogate.bnn import BNNConfig
 
             # a predictor only: fed the same observations, never asked for proposals
-            self.model = BNNProposer(study.space, seed=0, target_budget=target,
+            seed = int(jax.random.randint(jax.random.fold_in(study.key, 0xE7), (), 0, 2**31 - 1))
+            self.model = BNNProposer(study.space, seed=seed, target_budget=target,
                                      config=BNNConfig(svi_steps=1000, svi_warm_steps=300, num_draws=64))
             study.observers.append(self.model)
         self.target = target
