@@ -3,13 +3,16 @@ Optuna's TPE and GP samplers, side by side in one run.
 
     python benchmarks/surrogate.py --json [--functions branin hartmann6 rl_like] [--reps 10]
     python benchmarks/surrogate.py --speed      # fit + batch of 16 at 500 observations, 6-d
+    python benchmarks/surrogate.py --json --curves c.json --plot regret.png
 
 Every method proposes batches of ``--batch`` (8) points, evaluated then told together, up to
 the largest of ``--evals`` (64 128). Functions are maximised (Branin and Hartmann-6 negated);
 the simple regret is ``f* - f(x_rec)`` with ``x_rec`` the evaluated point with the best
-*observed* value (for the noisy function that is what a user would pick). One JSON line per
-(function, method, evaluations): median and interquartile range of the regret over ``--reps``
-seeds, and the proposer's median seconds per batch.
+*observed* value (what a user of any of these methods would pick); for the BNN methods the
+regret of the surrogate's own pick (the told point with the best posterior mean) is reported
+beside it (``median_regret_model``). One JSON line per (function, method, evaluations): median
+and interquartile range of the regret over ``--reps`` seeds, and the proposer's median seconds
+per batch.
 
 ``rl_like`` (4-d, noisy, heteroscedastic) imitates a return landscape: a narrow ridge in a
 learning-rate-like coordinate, a broad optimum in a discount-like one, an interaction of the
@@ -108,13 +111,15 @@ def make(method: str, space: SearchSpace, seed: int):
     raise ValueError(f"method {method!r} is unknown")
 
 
-def run(fn: str, method: str, seed: int, batch: int, evals: list[int]) -> tuple[dict[int, float], list[float]]:
+def run(fn: str, method: str, seed: int, batch: int, evals: list[int]) -> tuple[dict[int, float], dict[int, float], list[float]]:
+    """One optimisation run -> (regret of the best observed point after every batch, regret of
+    the BNN's posterior-mean pick at each of ``evals`` (BNN methods only), seconds per batch)."""
     d, noisy, mean, best = FUNCTIONS[fn]
     space = SearchSpace({f"x{i}": Float(0.0, 1.0) for i in range(d)})
     prop = make(method, space, seed)
     rng = np.random.default_rng(10_000 + seed)
     us, ys, secs = [], [], []
-    regrets = {}
+    regrets, model_regrets = {}, {}
     while len(ys) < max(evals):
         t0 = time.perf_counter()
         u = prop.ask(batch)
@@ -123,11 +128,11 @@ def run(fn: str, method: str, seed: int, batch: int, evals: list[int]) -> tuple[
         prop.tell(u, y, np.ones(batch))
         us.extend(u)
         ys.extend(y)
-        for n in evals:
-            if len(ys) == n:
-                rec = np.asarray(us)[int(np.argmax(ys))]
-                regrets[n] = float(best - mean(rec[None])[0])
-    return regrets, secs
+        rec = np.asarray(us)[int(np.argmax(ys))]
+        regrets[len(ys)] = float(best - mean(rec[None])[0])
+        if len(ys) in evals and isinstance(prop, BNNProposer):
+            model_regrets[len(ys)] = float(best - mean(prop.recommend()[None])[0])
+    return regrets, model_regrets, secs
 
 
 def speed(n: int = 500, d: int = 6, k: int = 16, repeats: int = 3) -> dict:
@@ -159,28 +164,66 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--speed", action="store_true", help="only time one fit + batch of 16 at 500 points in 6-d")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--curves", help="write every method's regret-vs-evaluations curve to this JSON file")
+    p.add_argument("--plot", help="draw the curves to this image (matplotlib)")
     a = p.parse_args(argv)
     if a.speed:
         print(json.dumps(speed()))
         return
+    curves = {}
     for fn in a.functions:
         for method in a.methods:
-            per_n = {n: [] for n in a.evals}
-            secs, last = [], []
+            runs, model_runs, secs, last = [], [], [], []
             for seed in range(a.reps):
-                regrets, s = run(fn, method, seed, a.batch, a.evals)
-                for n in a.evals:
-                    per_n[n].append(regrets[n])
+                regrets, model_regrets, s = run(fn, method, seed, a.batch, a.evals)
+                runs.append(regrets)
+                model_runs.append(model_regrets)
                 secs.extend(s)
                 last.append(s[-1])  # the largest history: the surrogate's cost grows with it
+            grid = sorted(runs[0])
+            r = np.asarray([[run_[n] for n in grid] for run_ in runs])  # (reps, batches)
+            curves.setdefault(fn, {})[method] = {"evaluations": grid, "median": np.median(r, 0).tolist(),
+                                                 "q25": np.percentile(r, 25, 0).tolist(),
+                                                 "q75": np.percentile(r, 75, 0).tolist()}
             for n in a.evals:
-                r = np.asarray(per_n[n])
+                rn = r[:, grid.index(n)]
                 row = {"function": fn, "method": method, "evaluations": n, "batch": a.batch, "reps": a.reps,
-                       "median_regret": float(np.median(r)), "iqr": [float(np.percentile(r, 25)), float(np.percentile(r, 75))],
+                       "median_regret": float(np.median(rn)), "iqr": [float(np.percentile(rn, 25)), float(np.percentile(rn, 75))],
                        "seconds_per_batch": float(np.median(secs)),
                        "seconds_last_batch": float(np.median(last))}
+                if model_runs[0]:  # the BNN's own recommendation: best posterior mean among the told
+                    rm = np.asarray([m[n] for m in model_runs])
+                    row["median_regret_model"] = float(np.median(rm))
+                    row["iqr_model"] = [float(np.percentile(rm, 25)), float(np.percentile(rm, 75))]
                 print(json.dumps(row) if a.json else row, flush=True)
+    if a.curves:
+        with open(a.curves, "w") as f:
+            json.dump({"batch": a.batch, "reps": a.reps, "curves": curves}, f)
+    if a.plot:
+        plot(curves, a.plot)
 
+
+def plot(curves: dict, path: str) -> None:
+    """Median regret (best observed point) against evaluations, one panel per function, the
+    interquartile range shaded, log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False)
+    for ax, (fn, methods) in zip(axes[0], curves.items()):
+        for method, c in methods.items():
+            (line,) = ax.plot(c["evaluations"], c["median"], label=method)
+            ax.fill_between(c["evaluations"], c["q25"], c["q75"], color=line.get_color(), alpha=0.15)
+        ax.set_yscale("log")
+        ax.set_title(fn)
+        ax.set_xlabel("evaluations")
+        ax.set_ylabel("simple regret (median, IQR)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 if __name__ == "__main__":
     main()

@@ -25,6 +25,7 @@ import sys
 import numpy as np
 
 import hyperjax as hj
+from hyperjax.proposers import make_proposer
 from hyperjax.space import Float, SearchSpace
 
 PEER = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "peers", "optuna_rejax.sh")
@@ -59,7 +60,8 @@ def run_method(env: str, method: str, seconds: float, slots: int, seed: int, pbt
         kw["budget"] = slots * kw["trial_steps"]
         scheduler = hj.schedulers.PBT(interval=2, quantile=0.25)
     if method == "hypertrick+bnn":
-        scheduler, kw["proposer"] = hj.schedulers.HyperTrick(r=0.3), "bnn"
+        scheduler = hj.schedulers.HyperTrick(r=0.3)
+        kw["proposer"] = make_proposer("bnn", SPACE, seed, target_budget=float(PHASES * PHASE))
     if method == "extrapolate":
         scheduler = hj.schedulers.Extrapolate(threshold=0.05)
     res = hj.tune(agent, SPACE, scheduler=scheduler, **kw)
@@ -78,6 +80,9 @@ def run_method(env: str, method: str, seconds: float, slots: int, seed: int, pbt
         "compile_seconds": round(res.timing["compile"], 1),
         "slot_utilization": summary["slot_utilization"],
         "steps_per_second_training": round(res.env_steps / max(res.timing["train"], 1e-9)),
+        # the tuner's time includes every proposer call; the BNN's fits are part of it
+        **({"surrogate_fit_seconds": round(sum(kw["proposer"].fit_seconds), 2),
+            "surrogate_fits": len(kw["proposer"].fit_seconds)} if hasattr(kw.get("proposer"), "fit_seconds") else {}),
         "best_config": summary["best_config"] and {n: round(summary["best_config"][n], 6) for n in SPACE.names},
     }
     return out

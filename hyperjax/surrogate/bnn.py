@@ -7,9 +7,18 @@ Gaussian prior on every weight. Observations are standardised; the likelihood is
 
 Inference:
 
-- ``"svi"`` (default, fast): a mean-field normal guide fit by SVI (Adam) in one ``lax.scan``,
-  warm-started from the previous fit. Data are padded to a power-of-two capacity and masked, so
-  a growing history compiles a handful of programs, not one per observation.
+- ``"svi"`` (default, fast): an ensemble of ``ensemble`` mean-field normal guides, each fit by
+  SVI (Adam) in one ``lax.scan`` from its own random initialisation (``vmap`` over members),
+  warm-started from the previous fit; their draws are pooled. One mean-field fit is badly
+  overconfident (Hartmann-6 from 128 random points, 3 seeds: 19% of held-out values within one
+  posterior std, rank correlation 0.84; four members: 65%, 0.87), and members disagree most
+  where there are no data, which is what Thompson sampling needs. Each member's mean also
+  carries a fixed random function drawn from the weight prior (``prior_functions`` scales it;
+  "randomized prior functions", Osband et al. 2018): where data pin the members down they
+  cancel it, away from the data the members keep their different priors, so the spread grows
+  there (1-d set, data in [0, 0.4]: std at 1.0 is 1.5-1.7x the in-data one without, 3.6-7.3x
+  with scale 3). Data are padded to a power-of-two capacity and masked, so a growing history
+  compiles a handful of programs, not one per observation.
 - ``"nuts"`` (exact, small histories): NUTS with a diagonal mass matrix.
 
 Both end in ``num_draws`` posterior weight draws; ``predict`` evaluates every draw on a batch of
@@ -42,10 +51,12 @@ class BNNConfig:
 
     hidden: tuple[int, ...] = (32, 32)
     inference: str = "svi"  # or "nuts"
-    svi_steps: int = 1500
-    svi_warm_steps: int = 500  # steps when warm-started from the previous fit
-    learning_rate: float = 0.01
+    svi_steps: int = 3000
+    svi_warm_steps: int = 1000  # steps when warm-started from the previous fit
+    learning_rate: float = 0.02
     num_draws: int = 64
+    ensemble: int = 4  # independent SVI fits (different initialisations) pooled into one posterior
+    prior_functions: float = 3.0  # scale of each member's fixed random prior function (0: none)
     likelihood: str = "studentt"  # or "normal"
     df: float = 5.0
     nuts_warmup: int = 300
@@ -56,21 +67,46 @@ class BNNConfig:
             raise ValueError(f"bnn: inference={self.inference!r} is unknown; allowed: svi, nuts")
         if self.likelihood not in ("studentt", "normal"):
             raise ValueError(f"bnn: likelihood={self.likelihood!r} is unknown; allowed: studentt, normal")
+        if not (isinstance(self.prior_functions, (int, float)) and math.isfinite(self.prior_functions)
+                and self.prior_functions >= 0):
+            raise ValueError(f"bnn: prior_functions={self.prior_functions!r} must be a finite number >= 0")
         if not self.hidden or any((not isinstance(h, int)) or h < 1 for h in self.hidden):
             raise ValueError(f"bnn: hidden={self.hidden!r} must be a non-empty tuple of positive ints")
-        for f in ("svi_steps", "svi_warm_steps", "num_draws", "nuts_warmup", "nuts_samples"):
+        for f in ("svi_steps", "svi_warm_steps", "num_draws", "ensemble", "nuts_warmup", "nuts_samples"):
             v = getattr(self, f)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"bnn: {f}={v!r} must be an integer >= 1")
 
 
-def forward(weights: dict[str, jax.Array], x: jax.Array, num_layers: int) -> tuple[jax.Array, jax.Array]:
-    """One weight draw on inputs ``x (n, F)`` -> ``(mean (n,), noise scale (n,))``."""
+def _net(weights: dict[str, jax.Array], x: jax.Array, num_layers: int, prefix: str = "") -> jax.Array:
     h = x
     for i in range(num_layers):
-        h = jnp.tanh(h @ weights[f"w{i}"] + weights[f"b{i}"])
-    out = h @ weights["w_out"] + weights["b_out"]
-    return out[:, 0], jax.nn.softplus(out[:, 1] + NOISE_SHIFT) + MIN_SCALE
+        h = jnp.tanh(h @ weights[f"{prefix}w{i}"] + weights[f"{prefix}b{i}"])
+    return h @ weights[f"{prefix}w_out"] + weights[f"{prefix}b_out"]
+
+
+def forward(weights: dict[str, jax.Array], x: jax.Array, num_layers: int) -> tuple[jax.Array, jax.Array]:
+    """One weight draw on inputs ``x (n, F)`` -> ``(mean (n,), noise scale (n,))``. Weights
+    named ``prior_*`` (a member's fixed random prior function) add to the mean."""
+    out = _net(weights, x, num_layers)
+    mean = out[:, 0]
+    if "prior_w_out" in weights:
+        mean = mean + _net(weights, x, num_layers, "prior_")[:, 0]
+    return mean, jax.nn.softplus(out[:, 1] + NOISE_SHIFT) + MIN_SCALE
+
+
+def prior_function(key: jax.Array, features: int, hidden: tuple[int, ...], scale: float) -> dict[str, jax.Array]:
+    """A fixed random function drawn from the weight prior, its output times ``scale``; keys
+    ``prior_*`` (see :func:`forward`)."""
+    sizes = (features, *hidden, 2)
+    keys = jax.random.split(key, 2 * len(sizes))
+    out = {}
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        name = "_out" if i == len(hidden) else str(i)
+        mult = scale if name == "_out" else 1.0
+        out[f"prior_w{name}"] = mult * jax.random.normal(keys[2 * i], (a, b)) / math.sqrt(a)
+        out[f"prior_b{name}"] = mult * jax.random.normal(keys[2 * i + 1], (b,))
+    return out
 
 
 def num_weights(features: int, hidden: tuple[int, ...]) -> int:
@@ -90,9 +126,10 @@ def data_weight(n: int, features: int, hidden: tuple[int, ...]) -> float:
     return float(min(50.0, max(1.0, 4.0 * num_weights(features, hidden) / max(n, 1))))
 
 
-def model(x, y, mask, weight, hidden: tuple[int, ...], likelihood: str, df: float):
+def model(x, y, mask, weight, hidden: tuple[int, ...], likelihood: str, df: float, prior_fn=None):
     """The BNN: ``x (n, F)``, ``y (n,)`` standardised scores, ``mask (n,)`` real rows,
-    ``weight`` the likelihood's weight (see :func:`data_weight`)."""
+    ``weight`` the likelihood's weight (see :func:`data_weight`), ``prior_fn`` an optional fixed
+    random function added to the mean (see :func:`prior_function`)."""
     fan_in = x.shape[1]
     weights = {}
     for i, width in enumerate(hidden):
@@ -101,7 +138,7 @@ def model(x, y, mask, weight, hidden: tuple[int, ...], likelihood: str, df: floa
         fan_in = width
     weights["w_out"] = numpyro.sample("w_out", dist.Normal(0.0, 1.0 / math.sqrt(fan_in)).expand([fan_in, 2]).to_event(2))
     weights["b_out"] = numpyro.sample("b_out", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
-    mean, scale = forward(weights, x, len(hidden))
+    mean, scale = forward({**weights, **(prior_fn or {})}, x, len(hidden))
     noise = dist.StudentT(df, mean, scale) if likelihood == "studentt" else dist.Normal(mean, scale)
     with numpyro.plate("data", x.shape[0]), numpyro.handlers.mask(mask=mask), numpyro.handlers.scale(scale=weight):
         numpyro.sample("y", noise, obs=y)
@@ -141,6 +178,7 @@ class BNN:
         self.config = config or BNNConfig()
         self._params = None  # last SVI guide params (warm start)
         self._shape = None  # (capacity, features) the params belong to
+        self._anchors = None  # each member's fixed prior function (leading axis: members)
 
     def fit(self, key: jax.Array, x: np.ndarray, y: np.ndarray) -> Posterior:
         """Fits the posterior to ``x (n, F)``, ``y (n,)`` (finite values only)."""
@@ -177,20 +215,34 @@ class BNN:
         cache_key = (c, cap, f, steps)
         if cache_key in _PROGRAMS:
             return _PROGRAMS[cache_key]
-        mdl = lambda x, y, m, w: model(x, y, m, w, c.hidden, c.likelihood, c.df)  # noqa: E731
+        mdl = lambda x, y, m, w, a: model(x, y, m, w, c.hidden, c.likelihood, c.df, a)  # noqa: E731
         guide = AutoNormal(mdl, init_scale=0.01)
         svi = SVI(mdl, guide, numpyro.optim.Adam(c.learning_rate), Trace_ELBO())
+        per_member = -(-c.num_draws // c.ensemble)
 
-        def run(key, x, y, m, w, init_params):
+        def member(key, anchor, x, y, m, w, init_params):
             k_init, k_draw = jax.random.split(key)
-            state = svi.init(k_init, x, y, m, w, init_params=init_params)
-            state, _ = jax.lax.scan(lambda s, _: (svi.update(s, x, y, m, w)[0], None), state, None, length=steps)
+            state = svi.init(k_init, x, y, m, w, anchor, init_params=init_params)
+            state, _ = jax.lax.scan(lambda s, _: (svi.update(s, x, y, m, w, anchor)[0], None), state, None, length=steps)
             params = svi.get_params(state)
-            draws = guide.sample_posterior(k_draw, params, sample_shape=(c.num_draws,))
+            draws = guide.sample_posterior(k_draw, params, sample_shape=(per_member,))
+            draws = {k: v for k, v in draws.items() if not k.startswith("_")}
+            draws.update(jax.tree.map(lambda a: jnp.broadcast_to(a, (per_member, *a.shape)), anchor))
             return params, draws
 
-        def run_cold(key, x, y, m, w):
-            return run(key, x, y, m, w, None)
+        def pooled(params, draws):  # (E, D, ...) member draws -> (num_draws, ...)
+            return params, jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[: c.num_draws], draws)
+
+        axes = (0, 0, None, None, None, None)
+
+        def run(key, anchors, x, y, m, w, init_params):
+            keys = jax.random.split(key, c.ensemble)
+            return pooled(*jax.vmap(member, in_axes=(*axes, 0))(keys, anchors, x, y, m, w, init_params))
+
+        def run_cold(key, anchors, x, y, m, w):
+            keys = jax.random.split(key, c.ensemble)
+            cold = lambda k, a, x, y, m, w: member(k, a, x, y, m, w, None)  # noqa: E731
+            return pooled(*jax.vmap(cold, in_axes=axes)(keys, anchors, x, y, m, w))
 
         prog = (jax.jit(run), jax.jit(run_cold), guide)
         _PROGRAMS[cache_key] = prog
@@ -199,6 +251,11 @@ class BNN:
     def _svi(self, key, x, y, m, w):
         c = self.config
         cap, f = x.shape
+        k_fit, k_prior = jax.random.split(key)
+        if self._anchors is None or self._anchors["prior_w0"].shape[1] != f:
+            # one fixed prior function per member, kept across refits (warm starts stay coherent)
+            self._anchors = jax.vmap(lambda k: prior_function(k, f, c.hidden, c.prior_functions))(
+                jax.random.split(k_prior, c.ensemble))
         warm = self._params is not None and self._shape == (cap, f)
         steps = c.svi_warm_steps if warm else c.svi_steps
         run_warm, run_cold, guide = self._svi_program(cap, f, steps)
@@ -206,11 +263,11 @@ class BNN:
             # AutoNormal's params are loc/scale per site; init_params wants unconstrained values
             # of the model's sites, i.e. the locs.
             init = {k[: -len("_auto_loc")]: v for k, v in self._params.items() if k.endswith("_auto_loc")}
-            params, draws = run_warm(key, x, y, m, w, init)
+            params, draws = run_warm(k_fit, self._anchors, x, y, m, w, init)
         else:
-            params, draws = run_cold(key, x, y, m, w)
+            params, draws = run_cold(k_fit, self._anchors, x, y, m, w)
         self._params, self._shape = params, (cap, f)
-        return {k: v for k, v in draws.items() if not k.startswith("_")}
+        return draws
 
     # -- NUTS --------------------------------------------------------------------------------
     def _nuts(self, key, x, y, m, w):

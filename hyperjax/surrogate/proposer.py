@@ -140,6 +140,16 @@ class BNNProposer(_DedupProposer):
         means, scales = post.predict(self.inputs(u, budget or self.target))
         return means.mean(0), means.std(0), scales.mean(0)
 
+    def recommend(self, budget: float | None = None) -> np.ndarray:
+        """The told configuration with the highest posterior mean at ``budget`` (default: the
+        target fidelity), as a cube point ``(d,)``. On noisy objectives this is the better pick
+        than the best single observation, which favours lucky draws from noisy regions."""
+        u, _, _ = self._data()
+        if self.fit() is None:
+            raise ValueError(f"bnn proposer: {self.min_observations} finite observations needed before recommending")
+        uniq = np.unique(u, axis=0)
+        return uniq[int(np.argmax(self.predict(uniq, budget)[0]))]
+
     # -- proposals -----------------------------------------------------------------------------
     def _pool(self, u_obs: np.ndarray, mean_obs: np.ndarray) -> np.ndarray:
         cands = [self._draw(self.num_candidates)]
