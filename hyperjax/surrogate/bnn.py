@@ -233,16 +233,14 @@ class BNN:
         def pooled(params, draws):  # (E, D, ...) member draws -> (num_draws, ...)
             return params, jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[: c.num_draws], draws)
 
-        axes = (0, 0, None, None, None, None)
-
         def run(key, anchors, x, y, m, w, init_params):
             keys = jax.random.split(key, c.ensemble)
-            return pooled(*jax.vmap(member, in_axes=(*axes, 0))(keys, anchors, x, y, m, w, init_params))
+            # init_params None (a cold start) is an empty pytree: mapping it over axis 0 is a no-op
+            fit_members = jax.vmap(member, in_axes=(0, 0, None, None, None, None, 0))
+            return pooled(*fit_members(keys, anchors, x, y, m, w, init_params))
 
         def run_cold(key, anchors, x, y, m, w):
-            keys = jax.random.split(key, c.ensemble)
-            cold = lambda k, a, x, y, m, w: member(k, a, x, y, m, w, None)  # noqa: E731
-            return pooled(*jax.vmap(cold, in_axes=axes)(keys, anchors, x, y, m, w))
+            return run(key, anchors, x, y, m, w, None)
 
         prog = (jax.jit(run), jax.jit(run_cold), guide)
         _PROGRAMS[cache_key] = prog
