@@ -4,6 +4,7 @@ Optuna's TPE and GP samplers, side by side in one run.
     python benchmarks/surrogate.py --json [--functions branin hartmann6 rl_like] [--reps 10]
     python benchmarks/surrogate.py --speed      # fit + batch of 16 at 500 observations, 6-d
     python benchmarks/surrogate.py --json --curves c.json --plot regret.png
+    python benchmarks/surrogate.py --json --methods bnn-qei --curves c.json --update-curves --plot regret.png
 
 Every method proposes batches of ``--batch`` (8) points, evaluated then told together, up to
 the largest of ``--evals`` (64 128). Functions are maximised (Branin and Hartmann-6 negated);
@@ -166,11 +167,24 @@ def main(argv=None):
     p.add_argument("--json", action="store_true")
     p.add_argument("--curves", help="write every method's regret-vs-evaluations curve to this JSON file")
     p.add_argument("--plot", help="draw the curves to this image (matplotlib)")
+    p.add_argument("--update-curves", action="store_true",
+                   help="keep the curves already in --curves and replace only the (function, method) pairs run now")
     a = p.parse_args(argv)
     if a.speed:
         print(json.dumps(speed()))
         return
     curves = {}
+    if a.update_curves and a.curves:
+        try:
+            with open(a.curves) as f:
+                old = json.load(f)
+        except FileNotFoundError:
+            old = None
+        if old is not None:
+            if (old["batch"], old["reps"]) != (a.batch, a.reps):
+                raise SystemExit(f"--update-curves: {a.curves} has batch {old['batch']}, reps {old['reps']}; "
+                                 f"this run has {a.batch}, {a.reps}")
+            curves = old["curves"]
     for fn in a.functions:
         for method in a.methods:
             runs, model_runs, secs, last = [], [], [], []

@@ -9,6 +9,7 @@ import pytest
 import hyperjax as hj
 from hyperjax.space import Choice, Float, Int, SearchSpace
 from hyperjax.surrogate import BNN, BNNConfig, BNNProposer, features, sobol_indices
+from hyperjax.surrogate.proposer import Warp
 
 FAST = BNNConfig(hidden=(32, 32), svi_steps=1500, num_draws=32)
 
@@ -27,6 +28,27 @@ def test_posterior_mean_fits_a_known_function():
     mean, _ = post.predict(grid)
     err = np.abs(mean.mean(0) - np.sin(2 * np.pi * grid[:, 0]))
     assert err.mean() < 0.15, err.mean()
+
+
+def test_warm_start_continues_the_last_fit():
+    """A refit starts from the last guide parameters: one warm step keeps the fit, where one
+    step from a fresh initialisation fits nothing."""
+    import jax
+
+    x = np.linspace(0, 1, 60)[:, None]
+    y = np.sin(2 * np.pi * x[:, 0])
+    grid = np.linspace(0.05, 0.95, 50)[:, None]
+    truth = np.sin(2 * np.pi * grid[:, 0])
+    bnn = BNN(dataclasses.replace(FAST, svi_warm_steps=1))
+    bnn.fit(jax.random.key(0), x, y)
+    warm, _ = bnn.fit(jax.random.key(1), x, y).predict(grid)
+    cold, _ = _fit(x, y, seed=1, config=dataclasses.replace(FAST, svi_steps=1)).predict(grid)
+    assert np.abs(warm.mean(0) - truth).mean() < 0.15
+    assert np.abs(cold.mean(0) - truth).mean() > 0.4
+    # the warm start also carries over to a larger data capacity (more observations)
+    x2 = np.linspace(0, 1, 100)[:, None]
+    warm2, _ = bnn.fit(jax.random.key(2), x2, np.sin(2 * np.pi * x2[:, 0])).predict(grid)
+    assert np.abs(warm2.mean(0) - truth).mean() < 0.15
 
 
 def test_uncertainty_grows_away_from_the_data():
@@ -124,6 +146,42 @@ def test_low_fidelity_scores_inform_the_target():
     mean, _, _ = prop.predict(test)
     assert np.corrcoef(mean, f(test))[0, 1] > 0.9
     assert abs(np.mean(mean - f(test)) - 1.0) < 0.3  # predicted at the target fidelity
+
+
+def test_warp_is_monotone_and_inverts():
+    rng = np.random.default_rng(4)
+    for y in (rng.exponential(size=300), -rng.exponential(size=300), 5 + 0.1 * rng.standard_t(2, size=300)):
+        w = Warp.fit(y)
+        np.testing.assert_allclose(w.inverse(w(y)), y, atol=1e-8 * np.abs(y).max())
+        grid = np.linspace(-30, 30, 601)  # far past the data: still finite and ordered
+        back = w.inverse(grid)
+        assert np.all(np.isfinite(back)) and np.all(np.diff(back) >= 0)
+        assert np.all(w.slope(grid[250:350]) > 0)
+    assert Warp.fit(np.full(10, 3.0)) == Warp()  # a constant objective: the identity
+    from scipy.stats import skew
+
+    y = rng.exponential(size=2000)  # skewness 2
+    assert abs(skew(Warp.fit(y)(y))) < 0.2
+
+
+def test_predictions_come_back_in_score_units():
+    """Fit on warped scores of a skewed objective; the proposer's predictions are scores, and
+    closer to the truth than a fit to the raw scores."""
+    rng = np.random.default_rng(6)
+    space = SearchSpace({"a": Float(0, 1)})
+    f = lambda u: 10 + np.exp(4 * u[:, 0])  # noqa: E731
+    u = rng.uniform(size=(80, 1))
+    grid = np.linspace(0.05, 0.95, 19)[:, None]
+    errors = []
+    for warp in (True, False):
+        prop = BNNProposer(space, seed=6, config=FAST, warp=warp)
+        prop.tell(u, f(u), np.ones(80))
+        mean, std, noise = prop.predict(grid)
+        assert np.all(std >= 0) and np.all(noise > 0)
+        errors.append(np.mean(np.abs(mean - f(grid)) / f(grid)))
+        if warp:
+            assert prop.warp.lam < 0.9, prop.warp  # the skew was warped away
+    assert errors[0] < 0.15 and errors[0] < errors[1], errors
 
 
 def test_features_one_hot_unordered_choices():

@@ -482,7 +482,7 @@ class ExtrapolationPolicy(AsyncPolicy):
         post = self.model.fit()
         if post is not None:
             u = np.stack([arrivals[i][2].u for i in check])
-            means, _ = post.predict(self.model.inputs(u, self.target))  # (S, n) posterior draws
+            means, _ = self.model.draws(u, self.target)  # (S, n) posterior draws, score units
             p_beat = (means > self.incumbent).mean(0)
             for j, i in enumerate(check):
                 if p_beat[j] < self.extrapolate.threshold:

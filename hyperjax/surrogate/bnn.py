@@ -18,7 +18,10 @@ Inference:
   cancel it, away from the data the members keep their different priors, so the spread grows
   there (1-d set, data in [0, 0.4]: std at 1.0 is 1.5-1.7x the in-data one without, 3.6-7.3x
   with scale 3). Data are padded to a power-of-two capacity and masked, so a growing history
-  compiles a handful of programs, not one per observation.
+  compiles one program per capacity (64, 128, ...), not one per observation; cold and warm fits
+  share it (the start and the step count are traced). ``BNN.prepare`` compiles a capacity on a
+  worker thread ahead of need (the proposer asks for the first one when it is built and for the
+  next whenever the history is half way there), so a study trains while the surrogate compiles.
 - ``"nuts"`` (exact, small histories): NUTS with a diagonal mass matrix.
 
 Both end in ``num_draws`` posterior weight draws; ``predict`` evaluates every draw on a batch of
@@ -31,7 +34,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -95,17 +99,16 @@ def forward(weights: dict[str, jax.Array], x: jax.Array, num_layers: int) -> tup
     return mean, jax.nn.softplus(out[:, 1] + NOISE_SHIFT) + MIN_SCALE
 
 
-def prior_function(key: jax.Array, features: int, hidden: tuple[int, ...], scale: float) -> dict[str, jax.Array]:
+def prior_function(rng: np.random.Generator, features: int, hidden: tuple[int, ...], scale: float) -> dict[str, np.ndarray]:
     """A fixed random function drawn from the weight prior, its output times ``scale``; keys
-    ``prior_*`` (see :func:`forward`)."""
+    ``prior_*`` (see :func:`forward`). Drawn on the host: it is made once per surrogate."""
     sizes = (features, *hidden, 2)
-    keys = jax.random.split(key, 2 * len(sizes))
     out = {}
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         name = "_out" if i == len(hidden) else str(i)
         mult = scale if name == "_out" else 1.0
-        out[f"prior_w{name}"] = mult * jax.random.normal(keys[2 * i], (a, b)) / math.sqrt(a)
-        out[f"prior_b{name}"] = mult * jax.random.normal(keys[2 * i + 1], (b,))
+        out[f"prior_w{name}"] = (mult * rng.standard_normal((a, b)) / math.sqrt(a)).astype(np.float32)
+        out[f"prior_b{name}"] = (mult * rng.standard_normal(b)).astype(np.float32)
     return out
 
 
@@ -159,8 +162,14 @@ class Posterior:
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``x (n, F)`` -> means and noise scales ``(S, n)`` in the scores' own units."""
-        mean, scale = _predict_jit(self.draws, jnp.asarray(x, jnp.float32), self.num_layers)
-        return np.asarray(mean) * self.y_std + self.y_mean, np.asarray(scale) * self.y_std
+        x = np.asarray(x, np.float32)
+        n = x.shape[0]
+        # padded to a power of two (at least 256 rows): every pool and history size would
+        # otherwise compile its own program (~0.3 s each, twice per batch proposal)
+        xp = np.zeros((max(256, 1 << max(n - 1, 0).bit_length()), x.shape[1]), np.float32)
+        xp[:n] = x
+        mean, scale = _predict_jit(self.draws, xp, self.num_layers)
+        return np.asarray(mean)[:, :n] * self.y_std + self.y_mean, np.asarray(scale)[:, :n] * self.y_std
 
 
 _predict_jit = jax.jit(
@@ -168,7 +177,102 @@ _predict_jit = jax.jit(
 )
 
 
-_PROGRAMS: dict[tuple, Any] = {}
+def guide_param_shapes(features: int, hidden: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Shapes of the mean-field guide's parameters (``<site>_auto_loc`` / ``_auto_scale``)."""
+    sizes = (features, *hidden, 2)
+    out = {}
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        name = "_out" if i == len(hidden) else str(i)
+        for site, shape in ((f"w{name}", (a, b)), (f"b{name}", (b,))):
+            out[f"{site}_auto_loc"] = out[f"{site}_auto_scale"] = shape
+    return out
+
+
+# One compiled SVI program per (settings, data capacity, features), shared by every BNN in the
+# process, each held as a Future: ``BNN.prepare`` compiles the next capacity on a worker thread
+# while the study trains, so a growing history rarely waits for a compile.
+_PROGRAMS: dict[tuple, Future] = {}
+_PROGRAMS_LOCK = threading.Lock()
+# numpyro keeps its effect-handler stack in a module global: two threads tracing a model at once
+# would interleave their handlers. Every numpyro trace in this module holds this lock.
+_TRACE_LOCK = threading.Lock()
+_COMPILER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hyperjax-bnn-compile")
+
+
+def _svi_function(c: BNNConfig):
+    """The SVI fit of ``c.ensemble`` members as one function of arrays (jit it):
+    ``(key, anchors, x (cap, F), y (cap,), mask (cap,), weight, init, warm, steps) ->
+    (guide params (E, ...), pooled draws (num_draws, ...))``. ``warm`` (a traced bool) starts
+    every member from ``init`` (its last guide params), else from a fresh initialisation;
+    ``steps`` is traced too, so cold and warm fits share one program."""
+    per_member = -(-c.num_draws // c.ensemble)
+
+    def run(key, anchors, x, y, m, w, init, warm, steps):
+        mdl = lambda x, y, m, w, a: model(x, y, m, w, c.hidden, c.likelihood, c.df, a)  # noqa: E731
+        # A guide per trace: AutoNormal caches its prototype (traced values) on first use.
+        guide = AutoNormal(mdl, init_scale=0.01)
+        svi = SVI(mdl, guide, numpyro.optim.Adam(c.learning_rate), Trace_ELBO())
+
+        def member(key, anchor, init):
+            k_init, k_draw = jax.random.split(key)
+            fresh = svi.get_params(svi.init(k_init, x, y, m, w, anchor))
+            # init_params takes the guide's own (constrained) params, by param name
+            start = jax.tree.map(lambda a, b: jnp.where(warm, a, b), init, fresh)
+            state = svi.init(k_init, x, y, m, w, anchor, init_params=start)
+            state = jax.lax.fori_loop(0, steps, lambda _, s: svi.update(s, x, y, m, w, anchor)[0], state)
+            params = svi.get_params(state)
+            draws = guide.sample_posterior(k_draw, params, sample_shape=(per_member,))
+            draws = {k: v for k, v in draws.items() if not k.startswith("_")}
+            draws.update(jax.tree.map(lambda a: jnp.broadcast_to(a, (per_member, *a.shape)), anchor))
+            return params, draws
+
+        params, draws = jax.vmap(member)(jax.random.split(key, c.ensemble), anchors, init)
+        # (E, D, ...) member draws -> (num_draws, ...)
+        return params, jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[: c.num_draws], draws)
+
+    return run
+
+
+def _compile_svi(c: BNNConfig, cap: int, f: int):
+    e = c.ensemble
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)  # noqa: E731
+    anchors = {k: f32(e, *v.shape) for k, v in prior_function(np.random.default_rng(0), f, c.hidden, 1.0).items()}
+    init = {k: f32(e, *v) for k, v in guide_param_shapes(f, c.hidden).items()}
+    args = (jax.ShapeDtypeStruct((), jax.random.key(0).dtype), anchors, f32(cap, f), f32(cap),
+            jax.ShapeDtypeStruct((cap,), jnp.bool_), f32(), init, jax.ShapeDtypeStruct((), jnp.bool_),
+            jax.ShapeDtypeStruct((), jnp.int32))
+    with _TRACE_LOCK:
+        lowered = jax.jit(_svi_function(c)).lower(*args)
+    return lowered.compile()
+
+
+def _svi_program(c: BNNConfig, cap: int, f: int, background: bool = False) -> Future:
+    """The compiled program for ``(c, cap, f)`` as a Future: compiled now in this thread, or,
+    with ``background``, queued on the compile worker. Failures are not cached."""
+    key = (c, cap, f)
+    with _PROGRAMS_LOCK:
+        fut = _PROGRAMS.get(key)
+        if fut is not None:
+            return fut
+        if background:
+            fut = _COMPILER.submit(_compile_svi, c, cap, f)
+        else:
+            fut = Future()
+            fut.set_running_or_notify_cancel()
+        _PROGRAMS[key] = fut
+    if not background:
+        try:
+            fut.set_result(_compile_svi(c, cap, f))
+        except BaseException as err:
+            fut.set_exception(err)
+    fut.add_done_callback(lambda d: d.exception() is None or _forget(key, d))
+    return fut
+
+
+def _forget(key: tuple, fut: Future) -> None:
+    with _PROGRAMS_LOCK:
+        if _PROGRAMS.get(key) is fut:
+            del _PROGRAMS[key]
 
 
 class BNN:
@@ -176,9 +280,18 @@ class BNN:
 
     def __init__(self, config: BNNConfig | None = None):
         self.config = config or BNNConfig()
-        self._params = None  # last SVI guide params (warm start)
-        self._shape = None  # (capacity, features) the params belong to
+        self._params = None  # last SVI guide params (warm start), leading axis: members
+        self._features = None  # the feature count they belong to
         self._anchors = None  # each member's fixed prior function (leading axis: members)
+
+    def prepare(self, n: int, features: int) -> None:
+        """Starts compiling, on a worker thread, the SVI programs fits of about ``n``
+        observations with ``features`` inputs will use: ``n``'s data capacity and, once ``n``
+        fills half of it, the next one. Nothing for NUTS, or what is compiled already."""
+        if self.config.inference == "svi":
+            cap = _capacity(n)
+            for c in (cap, 2 * cap) if 2 * n >= cap else (cap,):
+                _svi_program(self.config, c, int(features), background=True)
 
     def fit(self, key: jax.Array, x: np.ndarray, y: np.ndarray) -> Posterior:
         """Fits the posterior to ``x (n, F)``, ``y (n,)`` (finite values only)."""
@@ -205,66 +318,27 @@ class BNN:
             draws = self._nuts(key, xp, yp, mp, w)
         else:
             draws = self._svi(key, xp, yp, mp, w)
+            self.prepare(n, f)  # the next capacity's program, before it is needed
         return Posterior(draws, y_mean, y_std, len(c.hidden))
 
     # -- SVI ---------------------------------------------------------------------------------
-    def _svi_program(self, cap: int, f: int, steps: int):
-        c = self.config
-        # Programs are shared by every BNN with the same settings: a new proposer (a new
-        # study, a new benchmark repetition) compiles nothing.
-        cache_key = (c, cap, f, steps)
-        if cache_key in _PROGRAMS:
-            return _PROGRAMS[cache_key]
-        mdl = lambda x, y, m, w, a: model(x, y, m, w, c.hidden, c.likelihood, c.df, a)  # noqa: E731
-        guide = AutoNormal(mdl, init_scale=0.01)
-        svi = SVI(mdl, guide, numpyro.optim.Adam(c.learning_rate), Trace_ELBO())
-        per_member = -(-c.num_draws // c.ensemble)
-
-        def member(key, anchor, x, y, m, w, init_params):
-            k_init, k_draw = jax.random.split(key)
-            state = svi.init(k_init, x, y, m, w, anchor, init_params=init_params)
-            state, _ = jax.lax.scan(lambda s, _: (svi.update(s, x, y, m, w, anchor)[0], None), state, None, length=steps)
-            params = svi.get_params(state)
-            draws = guide.sample_posterior(k_draw, params, sample_shape=(per_member,))
-            draws = {k: v for k, v in draws.items() if not k.startswith("_")}
-            draws.update(jax.tree.map(lambda a: jnp.broadcast_to(a, (per_member, *a.shape)), anchor))
-            return params, draws
-
-        def pooled(params, draws):  # (E, D, ...) member draws -> (num_draws, ...)
-            return params, jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[: c.num_draws], draws)
-
-        def run(key, anchors, x, y, m, w, init_params):
-            keys = jax.random.split(key, c.ensemble)
-            # init_params None (a cold start) is an empty pytree: mapping it over axis 0 is a no-op
-            fit_members = jax.vmap(member, in_axes=(0, 0, None, None, None, None, 0))
-            return pooled(*fit_members(keys, anchors, x, y, m, w, init_params))
-
-        def run_cold(key, anchors, x, y, m, w):
-            return run(key, anchors, x, y, m, w, None)
-
-        prog = (jax.jit(run), jax.jit(run_cold), guide)
-        _PROGRAMS[cache_key] = prog
-        return prog
-
     def _svi(self, key, x, y, m, w):
         c = self.config
         cap, f = x.shape
         k_fit, k_prior = jax.random.split(key)
-        if self._anchors is None or self._anchors["prior_w0"].shape[1] != f:
+        if self._anchors is None or self._features != f:
             # one fixed prior function per member, kept across refits (warm starts stay coherent)
-            self._anchors = jax.vmap(lambda k: prior_function(k, f, c.hidden, c.prior_functions))(
-                jax.random.split(k_prior, c.ensemble))
-        warm = self._params is not None and self._shape == (cap, f)
-        steps = c.svi_warm_steps if warm else c.svi_steps
-        run_warm, run_cold, guide = self._svi_program(cap, f, steps)
-        if warm:
-            # AutoNormal's params are loc/scale per site; init_params wants unconstrained values
-            # of the model's sites, i.e. the locs.
-            init = {k[: -len("_auto_loc")]: v for k, v in self._params.items() if k.endswith("_auto_loc")}
-            params, draws = run_warm(k_fit, self._anchors, x, y, m, w, init)
-        else:
-            params, draws = run_cold(k_fit, self._anchors, x, y, m, w)
-        self._params, self._shape = params, (cap, f)
+            rng = np.random.default_rng(np.asarray(jax.random.key_data(k_prior)))
+            members = [prior_function(rng, f, c.hidden, c.prior_functions) for _ in range(c.ensemble)]
+            self._anchors = {k: np.stack([m[k] for m in members]) for k in members[0]}
+            self._params = None
+        warm = self._params is not None
+        init = self._params if warm else {
+            k: np.zeros((c.ensemble, *v), np.float32) for k, v in guide_param_shapes(f, c.hidden).items()}
+        program = _svi_program(c, cap, f).result()
+        steps = np.int32(c.svi_warm_steps if warm else c.svi_steps)
+        self._params, draws = program(k_fit, self._anchors, x, y, m, w, init, np.bool_(warm), steps)
+        self._features = f
         return draws
 
     # -- NUTS --------------------------------------------------------------------------------
@@ -273,7 +347,8 @@ class BNN:
         mdl = lambda x, y, m, w: model(x, y, m, w, c.hidden, c.likelihood, c.df)  # noqa: E731
         mcmc = MCMC(NUTS(mdl, dense_mass=False), num_warmup=c.nuts_warmup, num_samples=c.nuts_samples,
                     progress_bar=False)
-        mcmc.run(key, x, y, m, w)
+        with _TRACE_LOCK:
+            mcmc.run(key, x, y, m, w)
         draws = mcmc.get_samples()
         if c.nuts_samples != c.num_draws:
             idx = np.linspace(0, c.nuts_samples - 1, c.num_draws).round().astype(int)

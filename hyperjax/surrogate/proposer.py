@@ -21,6 +21,7 @@ proposer falls back to scrambled Sobol points.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -49,6 +50,72 @@ def features(space: SearchSpace, u: np.ndarray) -> np.ndarray:
     return np.concatenate(cols, axis=1)
 
 
+@dataclasses.dataclass(frozen=True)
+class Warp:
+    """A monotone map of scores onto a near-Gaussian scale: standardise, then Yeo-Johnson with
+    the maximum-likelihood ``lam`` (``scipy.stats.yeojohnson_normmax``). Skewed objectives (a
+    few good configurations far above a mass of poor ones, as returns often are) otherwise put
+    their best points in the tail that the Student-t likelihood discounts as outliers. Monotone,
+    so the ranking of configurations, and every Thompson maximiser, is unchanged.
+
+    Back to scores, values beyond the warped range of the data (``lo``, ``hi``) continue the
+    inverse linearly: the exact inverse is bounded (``lam < 0``) or explodes there, and a
+    posterior draw that extrapolates past the best score seen must not become 1e12."""
+
+    mean: float = 0.0
+    std: float = 1.0
+    lam: float = 1.0  # 1 with mean 0, std 1 and an unbounded range: the identity
+    lo: float = -math.inf
+    hi: float = math.inf
+
+    @classmethod
+    def fit(cls, y: np.ndarray) -> "Warp":
+        from scipy import stats
+
+        y = np.asarray(y, np.float64)
+        std = float(np.std(y))
+        if len(y) < 3 or not np.isfinite(std) or std < 1e-12:
+            return cls()
+        mean = float(np.mean(y))
+        lam = float(np.clip(stats.yeojohnson_normmax((y - mean) / std), -2.0, 4.0))
+        w = stats.yeojohnson((y - mean) / std, lam)
+        return cls(mean, std, lam, float(w.min()), float(w.max()))
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        from scipy import stats
+
+        return stats.yeojohnson((np.asarray(y, np.float64) - self.mean) / self.std, self.lam)
+
+    def _exact(self, w: np.ndarray) -> np.ndarray:
+        lam = self.lam
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            up = np.expm1(w) if abs(lam) < 1e-8 else np.power(np.maximum(lam * w + 1, 1e-12), 1 / lam) - 1
+            down = -np.expm1(-w) if abs(lam - 2) < 1e-8 else 1 - np.power(np.maximum(1 - (2 - lam) * w, 1e-12), 1 / (2 - lam))
+        return np.where(w >= 0, up, down)
+
+    def _d_exact(self, w: float) -> float:
+        lam = self.lam
+        if w >= 0:
+            return math.exp(w) if abs(lam) < 1e-8 else (lam * w + 1) ** (1 / lam - 1)
+        return math.exp(-w) if abs(lam - 2) < 1e-8 else (1 - (2 - lam) * w) ** (1 / (2 - lam) - 1)
+
+    def inverse(self, w: np.ndarray) -> np.ndarray:
+        """Warped values back to scores (linear past the data's warped range)."""
+        w = np.asarray(w, np.float64)
+        z = self._exact(np.clip(w, self.lo, self.hi))
+        if math.isfinite(self.hi):
+            z = np.where(w > self.hi, z + (w - self.hi) * self._d_exact(self.hi), z)
+        if math.isfinite(self.lo):
+            z = np.where(w < self.lo, z + (w - self.lo) * self._d_exact(self.lo), z)
+        return z * self.std + self.mean
+
+    def slope(self, w: np.ndarray) -> np.ndarray:
+        """d(score)/d(warped value) at ``w`` (carries noise scales back, to first order)."""
+        w = np.asarray(w, np.float64)
+        d = np.vectorize(self._d_exact, otypes=[np.float64])(np.clip(w, self.lo, self.hi))
+        return d * self.std
+
+
 class BNNProposer(_DedupProposer):
     """Ask/tell over a :class:`~hyperjax.surrogate.bnn.BNN` surrogate.
 
@@ -61,12 +128,18 @@ class BNNProposer(_DedupProposer):
       min_observations: finite scores needed before the surrogate is used (default ``2d + 2``).
       num_candidates: Sobol points in each pool; ``num_local`` perturbations of each of the
         ``num_top`` best configurations are added, with standard deviation ``local_scale``.
+      warp: fit the surrogate to Yeo-Johnson-warped scores (:class:`Warp`); predictions come
+        back in the scores' own units either way.
+      precompile: start compiling the surrogate's first fit program now, on a worker thread,
+        so that it is ready when ``min_observations`` scores have arrived (a study trains
+        meanwhile); later capacities are compiled ahead the same way by the surrogate itself.
     """
 
     def __init__(self, space: SearchSpace, seed: int = 0, acquisition: str = "thompson",
                  config: BNNConfig | None = None, target_budget: float | None = None,
                  min_observations: int | None = None, num_candidates: int = 1024, num_top: int = 5,
-                 num_local: int = 64, local_scale: float = 0.05, max_tries: int = 100):
+                 num_local: int = 64, local_scale: float = 0.05, max_tries: int = 100,
+                 precompile: bool = True, warp: bool = True):
         super().__init__(space, max_tries)
         if acquisition not in ("thompson", "qei"):
             raise ValueError(f"bnn proposer: acquisition={acquisition!r} is unknown; allowed: thompson, qei")
@@ -83,12 +156,23 @@ class BNNProposer(_DedupProposer):
         self.posterior: Posterior | None = None
         self._fitted_on = -1
         self.fit_seconds: list[float] = []
+        self._precompile = precompile
+        self.warp_scores = warp
+        self.warp = Warp()  # refit with every posterior
+        self._num_features = features(space, np.full((1, space.ndim), 0.5)).shape[1] + 1  # + fidelity
+        if precompile:
+            self.bnn.prepare(self.min_observations, self._num_features)
 
     # -- fallbacks -----------------------------------------------------------------------------
     def _draw(self, n: int) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*balance properties.*")
             return self._sobol.random(n)
+
+    def tell(self, u: np.ndarray, scores: np.ndarray, budgets: np.ndarray) -> None:
+        super().tell(u, scores, budgets)
+        if self._precompile:  # observations arrive in bursts: keep the next fit's program coming
+            self.bnn.prepare(max(len(self.history_score), self.min_observations), self._num_features)
 
     # -- data ----------------------------------------------------------------------------------
     def _data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,7 +210,8 @@ class BNNProposer(_DedupProposer):
             return self.posterior
         t0 = time.perf_counter()
         self._key, k = jax.random.split(self._key)
-        self.posterior = self.bnn.fit(k, self.inputs(u, b), y)
+        self.warp = Warp.fit(y) if self.warp_scores else Warp()
+        self.posterior = self.bnn.fit(k, self.inputs(u, b), self.warp(y))
         self.fit_seconds.append(time.perf_counter() - t0)
         self._fitted_on = len(y)
         return self.posterior
@@ -134,11 +219,17 @@ class BNNProposer(_DedupProposer):
     def predict(self, u: np.ndarray, budget: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Posterior ``(mean (n,), epistemic std (n,), noise scale (n,))`` at ``budget``
         (default: the target fidelity) for cube points ``u (n, d)``."""
+        means, scales = self.draws(u, budget)
+        return means.mean(0), means.std(0), scales.mean(0)
+
+    def draws(self, u: np.ndarray, budget: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior draws at ``budget`` (default: the target fidelity) for cube points
+        ``u (n, d)``: means and noise scales ``(S, n)`` in the scores' units."""
         post = self.fit()
         if post is None:
             raise ValueError(f"bnn proposer: {self.min_observations} finite observations needed before predicting")
         means, scales = post.predict(self.inputs(u, budget or self.target))
-        return means.mean(0), means.std(0), scales.mean(0)
+        return self.warp.inverse(means), scales * self.warp.slope(means)
 
     def recommend(self, budget: float | None = None) -> np.ndarray:
         """The told configuration with the highest posterior mean at ``budget`` (default: the
@@ -168,7 +259,7 @@ class BNNProposer(_DedupProposer):
         u_obs, _, _ = self._data()
         target = self.target
         uniq = np.unique(u_obs, axis=0)
-        obs_means, _ = post.predict(self.inputs(uniq, target))
+        obs_means, _ = self.draws(uniq, target)
         obs_mean = obs_means.mean(0)
         pool = self._pool(uniq, obs_mean)
         keys = [config_key(self.space, row) for row in pool]
@@ -179,7 +270,7 @@ class BNNProposer(_DedupProposer):
                 fresh.append(i)
         pool = pool[fresh]
         keys = [keys[i] for i in fresh]
-        means, _ = post.predict(self.inputs(pool, target))  # (S, C)
+        means, _ = self.draws(pool, target)  # (S, C)
         means = np.where(np.isfinite(means), means, -np.inf)
         incumbent = float(obs_mean.max())
         picks = self._thompson(means, k) if self.acquisition == "thompson" else self._qei(means, incumbent, k)
