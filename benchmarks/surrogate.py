@@ -33,7 +33,7 @@ import numpy as np
 
 from hyperjax.proposers import RandomProposer, SobolProposer
 from hyperjax.space import Float, SearchSpace
-from hyperjax.surrogate import BNNProposer
+from hyperjax.surrogate import BNNConfig, BNNProposer
 
 
 def branin(u):
@@ -107,6 +107,8 @@ def make(method: str, space: SearchSpace, seed: int):
         return SobolProposer(space, seed)
     if method in ("bnn-thompson", "bnn-qei"):
         return BNNProposer(space, seed, acquisition=method.split("-")[1])
+    if method in ("bnn-thompson-cold", "bnn-qei-cold"):  # every refit from a fresh start
+        return BNNProposer(space, seed, acquisition=method.split("-")[1], config=BNNConfig(warm_start=False))
     if method in ("tpe", "gp"):
         return OptunaProposer(space, seed, method)
     raise ValueError(f"method {method!r} is unknown")

@@ -45,6 +45,11 @@ def test_warm_start_continues_the_last_fit():
     cold, _ = _fit(x, y, seed=1, config=dataclasses.replace(FAST, svi_steps=1)).predict(grid)
     assert np.abs(warm.mean(0) - truth).mean() < 0.15
     assert np.abs(cold.mean(0) - truth).mean() > 0.4
+    # warm_start=False refits from a fresh start: the same single step fits nothing
+    no_warm = BNN(dataclasses.replace(FAST, svi_steps=1, warm_start=False))
+    no_warm._params, no_warm._anchors, no_warm._features = bnn._params, bnn._anchors, bnn._features  # had fit before
+    refit, _ = no_warm.fit(jax.random.key(1), x, y).predict(grid)
+    assert np.abs(refit.mean(0) - truth).mean() > 0.4
     # the warm start also carries over to a larger data capacity (more observations)
     x2 = np.linspace(0, 1, 100)[:, None]
     warm2, _ = bnn.fit(jax.random.key(2), x2, np.sin(2 * np.pi * x2[:, 0])).predict(grid)
@@ -218,6 +223,8 @@ def test_bad_settings():
         BNNConfig(ensemble=0)
     with pytest.raises(ValueError, match="prior_functions=-1"):
         BNNConfig(prior_functions=-1.0)
+    with pytest.raises(ValueError, match="warm_start=1"):
+        BNNConfig(warm_start=1)
     with pytest.raises(ValueError, match="acquisition='ucb'"):
         BNNProposer(SPACE, acquisition="ucb")
     with pytest.raises(ValueError, match="finite"):

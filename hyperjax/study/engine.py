@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import math
+import threading
 import time
 from typing import Any, Callable
 
@@ -39,7 +40,10 @@ _ACTIVE: list = []  # the study running now, if any
 
 
 def _on_event(name: str, seconds: float, **_) -> None:
-    if _ACTIVE and name in _COMPILE_EVENTS:
+    # Only compiles on the study's own thread: the surrogate compiles on a worker thread while
+    # the study trains, and counting that as the study's compile time would take it out of the
+    # training time it overlapped.
+    if _ACTIVE and name in _COMPILE_EVENTS and _ACTIVE[-1].thread == threading.get_ident():
         st = _ACTIVE[-1]
         st.compile_by[st.section] = st.compile_by.get(st.section, 0.0) + seconds
 
@@ -253,6 +257,7 @@ class Study:
     # -- the tick ------------------------------------------------------------------------------
     def run(self, policy) -> StudyResult:
         self.setup_seconds = self.now()  # building the pools (their init compiles included)
+        self.thread = threading.get_ident()
         _ACTIVE.append(self)
         try:
             while True:

@@ -93,11 +93,12 @@ class Warp:
             down = -np.expm1(-w) if abs(lam - 2) < 1e-8 else 1 - np.power(np.maximum(1 - (2 - lam) * w, 1e-12), 1 / (2 - lam))
         return np.where(w >= 0, up, down)
 
-    def _d_exact(self, w: float) -> float:
-        lam = self.lam
-        if w >= 0:
-            return math.exp(w) if abs(lam) < 1e-8 else (lam * w + 1) ** (1 / lam - 1)
-        return math.exp(-w) if abs(lam - 2) < 1e-8 else (1 - (2 - lam) * w) ** (1 / (2 - lam) - 1)
+    def _d_exact(self, w: np.ndarray) -> np.ndarray:
+        lam, w = self.lam, np.asarray(w, np.float64)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            up = np.exp(w) if abs(lam) < 1e-8 else np.power(np.maximum(lam * w + 1, 1e-12), 1 / lam - 1)
+            down = np.exp(-w) if abs(lam - 2) < 1e-8 else np.power(np.maximum(1 - (2 - lam) * w, 1e-12), 1 / (2 - lam) - 1)
+        return np.where(w >= 0, up, down)
 
     def inverse(self, w: np.ndarray) -> np.ndarray:
         """Warped values back to scores (linear past the data's warped range)."""
@@ -112,8 +113,7 @@ class Warp:
     def slope(self, w: np.ndarray) -> np.ndarray:
         """d(score)/d(warped value) at ``w`` (carries noise scales back, to first order)."""
         w = np.asarray(w, np.float64)
-        d = np.vectorize(self._d_exact, otypes=[np.float64])(np.clip(w, self.lo, self.hi))
-        return d * self.std
+        return self._d_exact(np.clip(w, self.lo, self.hi)) * self.std
 
 
 class BNNProposer(_DedupProposer):
