@@ -78,7 +78,7 @@ class Warp:
             return cls()
         mean = float(np.mean(y))
         lam = float(np.clip(stats.yeojohnson_normmax((y - mean) / std), -2.0, 4.0))
-        w = stats.yeojohnson((y - mean) / std, lam)
+        w = cls(mean, std, lam)(y)
         return cls(mean, std, lam, float(w.min()), float(w.max()))
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
