@@ -1,18 +1,21 @@
 """The quick-start job: a HyperTrick study of PPO on CartPole-v1, printing the best configuration.
 
-    python experiments/quickstart.py [--budget 30000000] [--slots 32] [--scheduler hypertrick]
+    python experiments/quickstart.py [--budget 30000000] [--slots 32] [--scheduler hypertrick] [--store runs/quickstart]
 
 Trials (Sobol-proposed configurations of the traced PPO hyperparameters) flow through
 ``--slots`` population slots, trained together as one sharded program; at every phase boundary
 HyperTrick evicts weak trials and the freed slots are refilled at once. Completed trials are
 evaluated greedily on held-apart episodes. Prints a line per tick, the top five configurations
-and a JSON summary; ``--log`` keeps every trial in a JSON-lines file as the study runs.
+and a JSON summary. Everything is recorded in the study's store (``--store``, default
+``runs/quickstart``) as it runs: a study killed at any moment continues where it stopped when the
+same command runs again (or ``hj.resume(store)``), and ``hj.load_study(store)`` reads it back.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import jax
 
@@ -43,12 +46,16 @@ def main(argv=None):
     p.add_argument("--scheduler", default="hypertrick")
     p.add_argument("--r", type=float, default=0.3, help="HyperTrick's eviction rate per phase")
     p.add_argument("--max-seconds", type=float, default=None)
-    p.add_argument("--log", default=None, help="JSON-lines trial log")
+    p.add_argument("--store", default="runs/quickstart",
+                   help="the study's store directory ('' for none); an existing one is resumed")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
 
     agent = hj.PPO(env=a.env)
     scheduler = hj.schedulers.HyperTrick(r=a.r) if a.scheduler == "hypertrick" else a.scheduler
+    store = a.store or None
+    if store and hj.store.exists(os.path.abspath(store)):
+        print(f"resuming the study in {store} (a finished one is shown as it ended; --store DIR for a new one)")
     print(f"PPO on {a.env}: {a.scheduler} study, {a.slots} slots x {a.seeds} seed(s), {a.budget:,} env steps, "
           f"phases of {a.phase_steps:,} steps, on {jax.device_count()} device(s)", flush=True)
 
@@ -59,7 +66,7 @@ def main(argv=None):
 
     res = hj.tune(agent, SPACE, budget=a.budget, phase_steps=a.phase_steps, trial_steps=a.phases * a.phase_steps,
                   slots=a.slots, seeds=a.seeds, scheduler=scheduler, seed=a.seed, max_seconds=a.max_seconds,
-                  progress_fn=progress, log_path=a.log)
+                  progress_fn=progress, store=store)
     df = res.dataframe()
     done = df[df.status == "completed"].sort_values("final_score", ascending=False)
     print("\nrank  trial  eval_return  " + "  ".join(f"{n:>13s}" for n in SPACE.names))
@@ -70,6 +77,8 @@ def main(argv=None):
     summary["best_config"] = {n: summary["best_config"][n] for n in SPACE.names} if res.best else None
     summary["timing"] = {k: round(v, 2) for k, v in res.timing.items()}
     print(json.dumps(summary))
+    if store:
+        print(f"\nstore: {store}  (hj.load_study({store!r}) reads it; hj.resume({store!r}) continues it if killed)")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ from hyperjax.agents import A2C, PPO, A2CHParams, PPOHParams, make_agent  # noqa
 from hyperjax.envs import available_envs, make_env  # noqa: E402
 from hyperjax.population import Runner, get_runner, population_mesh  # noqa: E402
 from hyperjax.train import TrainResult, train  # noqa: E402
-from hyperjax import schedulers, space  # noqa: E402
+from hyperjax import schedulers, space, store  # noqa: E402
 from hyperjax.space import Choice, Float, Int, SearchSpace  # noqa: E402
-from hyperjax.study import StudyResult, load_trials, tune  # noqa: E402
+from hyperjax.study import StudyResult, load_study, resume, tune  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -34,12 +34,14 @@ __all__ = [
     "available_envs",
     "configure_host_devices",
     "get_runner",
-    "load_trials",
+    "load_study",
     "make_agent",
     "make_env",
     "population_mesh",
+    "resume",
     "schedulers",
     "space",
+    "store",
     "train",
     "tune",
 ]

@@ -128,6 +128,15 @@ class Runner:
     def _put(self, tree, size):
         return jax.device_put(pad(tree, size), self._sharding)
 
+    def padded(self, m: int) -> int:
+        """The population size ``m`` members occupy on this mesh (a multiple of the devices)."""
+        return padded_size(m, self.mesh)
+
+    def place(self, tree: Any) -> Any:
+        """A pytree of ``(M, ...)`` leaves padded to :meth:`padded` ``(M)`` and sharded over the
+        mesh, ready for :meth:`advance` or :meth:`evaluate`."""
+        return self._put(tree, self.padded(jax.tree.leaves(tree)[0].shape[0]))
+
     def init(self, keys: jax.Array, hp) -> MemberState:
         """Fresh members: ``keys (M,)``, ``hp`` leaves ``(M,)`` -> state leaves ``(M_pad, ...)``.
 

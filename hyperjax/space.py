@@ -21,6 +21,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import jax
 import numpy as np
 
+from hyperjax import validate
+
 
 @dataclasses.dataclass(frozen=True)
 class Float:
@@ -33,6 +35,7 @@ class Float:
             v = getattr(self, side)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v):
                 raise ValueError(f"search space: {name}.{side}={v!r} must be a finite number")
+        validate.boolean("search space", f"{name}.log", self.log)
         if self.low > self.high:
             raise ValueError(f"search space: {name} has low={self.low!r} > high={self.high!r}")
         if self.log and self.low <= 0:
@@ -90,32 +93,63 @@ class Int(Float):
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
+    """One of ``choices``: scalars (numbers, strings, bools) or tuples such as layer widths
+    ``((32, 32), (64, 64))``; list or array values are stored as tuples, so every value is
+    hashable and a decoded configuration can name a structural bucket."""
+
     choices: tuple
     ordered: bool = False
 
     def __post_init__(self):
-        if isinstance(self.choices, (list, np.ndarray)):
-            object.__setattr__(self, "choices", tuple(self.choices))
+        if isinstance(self.choices, (list, tuple, np.ndarray)):
+            object.__setattr__(self, "choices", tuple(_plain(c) for c in self.choices))
 
     def _check(self, name: str) -> None:
-        if not isinstance(self.choices, tuple) or len(self.choices) == 0:
+        if isinstance(self.choices, (str, bytes)):
+            raise ValueError(
+                f"search space: {name} choices={self.choices!r} must be a sequence of values (a tuple or list), "
+                "not a string"
+            )
+        if not isinstance(self.choices, tuple):
+            raise ValueError(
+                f"search space: {name} choices={self.choices!r} must be a sequence of values (a tuple or list)"
+            )
+        if len(self.choices) == 0:
             raise ValueError(f"search space: {name} has empty choices={self.choices!r}")
         if len(set(map(repr, self.choices))) != len(self.choices):
             raise ValueError(f"search space: {name} has repeated choices {self.choices!r}")
+        validate.boolean("search space", f"{name}.ordered", self.ordered)
 
     def decode(self, u: np.ndarray) -> np.ndarray:
+        """Cube coordinates ``(n,)`` -> values ``(n,)``: a numeric array for numeric choices,
+        else an object array whose elements are the choices themselves (tuples stay tuples)."""
         n = len(self.choices)
         idx = np.clip(np.floor(np.asarray(u) * n), 0, n - 1).astype(np.int64)
-        return np.asarray(self.choices, dtype=object)[idx] if not _numeric(self.choices) else np.asarray(self.choices)[idx]
+        if _numeric(self.choices):
+            return np.asarray(self.choices)[idx]
+        # Filled one by one: np.asarray(choices, object) would turn tuples into a 2-D array.
+        table = np.empty(n, dtype=object)
+        for i, c in enumerate(self.choices):
+            table[i] = c
+        return table[idx]
 
     def encode(self, v: Iterable) -> np.ndarray:
+        """Values -> cube coordinates at the centre of each value's cell.
+
+        ``v`` is one value (result shape ``()``) or a sequence of values ``(n,)``; a tuple that
+        is itself one of the choices counts as one value.
+        """
         lookup = {repr(c): i for i, c in enumerate(self.choices)}
-        vals = np.atleast_1d(np.asarray(v, dtype=object))
+        sequence = isinstance(v, (list, tuple)) or (isinstance(v, np.ndarray) and v.ndim > 0)
+        if sequence and repr(_plain(v)) not in lookup:
+            vals, shape = list(v), (len(v),)
+        else:
+            vals, shape = [v], ()
         try:
-            idx = np.asarray([lookup[repr(_py(x))] for x in vals], np.float64)
+            idx = np.asarray([lookup[repr(_plain(x))] for x in vals], np.float64)
         except KeyError as e:
             raise ValueError(f"value {e.args[0]} is not among the choices {self.choices!r}") from None
-        return ((idx + 0.5) / len(self.choices)).reshape(np.shape(v))
+        return ((idx + 0.5) / len(self.choices)).reshape(shape)
 
 
 def _numeric(choices) -> bool:
@@ -124,6 +158,15 @@ def _numeric(choices) -> bool:
 
 def _py(x):
     return x.item() if isinstance(x, np.generic) else x
+
+
+def _plain(x):
+    """A plain, hashable Python value: numpy scalars -> Python scalars, lists/arrays -> tuples."""
+    if isinstance(x, (list, tuple)) or (isinstance(x, np.ndarray) and x.ndim > 0):
+        return tuple(_plain(e) for e in x)
+    if isinstance(x, np.ndarray):
+        return x.item()
+    return _py(x)
 
 
 Dim = Float | Int | Choice
@@ -196,4 +239,4 @@ class SearchSpace:
     def configs(self, u: np.ndarray) -> list[dict[str, Any]]:
         """Cube points ``(n, d)`` -> a list of ``n`` plain-Python config dicts."""
         dec = self.decode(u)
-        return [{k: _py(v[i]) for k, v in dec.items()} for i in range(len(u))]
+        return [{k: _plain(v[i]) for k, v in dec.items()} for i in range(len(u))]

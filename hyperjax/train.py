@@ -10,21 +10,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hyperjax import validate
 from hyperjax.agents.base import ActorCriticAgent, MemberState
 from hyperjax.population import get_runner, unpad
+from hyperjax.rng import as_key
+
+__all__ = ["EVAL_STREAM", "TrainResult", "as_key", "forward_fill_returns", "member_keys", "train"]
 
 # Evaluation keys come from a stream no training key is drawn from.
 EVAL_STREAM = 0x5EED_E7A1
-
-
-def as_key(seed: int | jax.Array) -> jax.Array:
-    """A typed PRNG key from an int seed (or a key, passed through)."""
-    if isinstance(seed, (int, np.integer)):
-        return jax.random.key(int(seed))
-    seed = jnp.asarray(seed) if not isinstance(seed, jax.Array) else seed
-    if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
-        return seed
-    return jax.random.wrap_key_data(seed.astype(jnp.uint32))
 
 
 def member_keys(key: jax.Array, num_configs: int, num_seeds: int) -> tuple[jax.Array, jax.Array]:
@@ -115,30 +109,48 @@ def train(
         ``(K, S)`` and ``metrics["train/failed"]``.
       devices: devices to shard over (default: all local devices).
     """
-    if hparams is None or isinstance(hparams, Mapping):
-        hparams = agent.hparams(**(hparams or {}))
-    hp = jax.tree.map(lambda x: jnp.atleast_1d(jnp.asarray(x, jnp.float32)), hparams)
-    shapes = {x.shape for x in jax.tree.leaves(hp)}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 1:
-        raise ValueError(f"hparams leaves must all have the same shape (K,), got {sorted(shapes)}")
-    k = next(iter(shapes))[0]
+    # Every argument is checked on the host before anything is traced or compiled.
+    if not isinstance(agent, ActorCriticAgent):
+        raise ValueError(f"train: agent={agent!r} must be an agent such as hj.PPO() or hj.A2C()")
     for name, v in (("num_seeds", num_seeds), ("eval_episodes", eval_episodes)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"train: {name}={v!r} must be an integer >= 1")
-    if not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < agent.steps_per_update:
+        validate.integer("train", name, v, 1)
+    if (
+        isinstance(total_timesteps, bool)
+        or not isinstance(total_timesteps, (int, np.integer))
+        or total_timesteps < agent.steps_per_update
+    ):
         raise ValueError(
             f"train: total_timesteps={total_timesteps!r} must be an integer >= one update "
             f"(num_envs * {agent.rollout_field} = {agent.steps_per_update})"
         )
-    # Validate the values too (a struct built by hand skips agent.hparams' checks).
-    agent.hparams(**{n: np.asarray(getattr(hp, n)) for n in agent.hparam_names()})
+    if chunk_updates is not None:
+        validate.integer("train", "chunk_updates", chunk_updates, 1)
+    if progress_fn is not None and not callable(progress_fn):
+        raise ValueError(f"train: progress_fn={progress_fn!r} must be callable or None")
+    if hparams is None or isinstance(hparams, Mapping):
+        values = dict(hparams or {})
+    elif isinstance(hparams, agent.HParams):
+        values = {n: getattr(hparams, n) for n in agent.hparam_names()}
+    else:
+        raise ValueError(
+            f"train: hparams={hparams!r} must be None, a dict of values or a {agent.HParams.__name__}"
+        )
+    # Validated and broadcast by name (a struct built by hand has skipped these checks).
+    hparams = agent.hparams(**values)
+    # numpy, not jnp: reshaping device arrays here would compile before validation is done.
+    hp = jax.tree.map(lambda x: np.atleast_1d(np.asarray(x, np.float32)), hparams)
+    shape = np.shape(jax.tree.leaves(hp)[0])  # agent.hparams broadcast every leaf to one shape
+    if len(shape) != 1:
+        raise ValueError(f"train: hyperparameter values must be scalars or lists of K values, got shape {shape}")
+    k = shape[0]
+    key = as_key(seed, "train: seed")
 
     num_updates = int(total_timesteps) // agent.steps_per_update
     chunk = _chunking(num_updates, chunk_updates)
     m = k * num_seeds
     runner = get_runner(agent, None if devices is None else tuple(devices))
-    train_keys, eval_keys = member_keys(as_key(seed), k, num_seeds)
-    hp_members = jax.tree.map(lambda x: jnp.repeat(x, num_seeds), hp)
+    train_keys, eval_keys = member_keys(key, k, num_seeds)
+    hp_members = jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x), num_seeds), hp)
 
     t0 = time.perf_counter()
     state = runner.init(train_keys, hp_members)

@@ -44,9 +44,11 @@ class A2C(ActorCriticAgent):
     HParams: ClassVar[type] = A2CHParams
     rollout_field: ClassVar[str] = "t_max"
 
+    STATIC_FIELDS: ClassVar[tuple[str, ...]] = ActorCriticAgent.STATIC_FIELDS + ("optimizer",)
+
     def __post_init__(self):
         super().__post_init__()
-        if self.optimizer not in ("rmsprop", "adam"):
+        if not isinstance(self.optimizer, str) or self.optimizer not in ("rmsprop", "adam"):
             raise ValueError(f"a2c: optimizer={self.optimizer!r} is unknown; allowed: rmsprop, adam")
 
     def make_optimizer(self, hp) -> optax.GradientTransformation:

@@ -24,6 +24,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from hyperjax import validate
 from hyperjax.agents.common import RunningStats, check_hparams, gae, policy_dist, tree_all_finite
 from hyperjax.agents.networks import ACTIVATIONS, Actor, Critic
 from hyperjax.envs import Env, make_env
@@ -68,6 +69,10 @@ class Batch(struct.PyTreeNode):
     target: jax.Array
 
 
+def _positive_int(h: Any) -> bool:
+    return isinstance(h, (int, np.integer)) and not isinstance(h, (bool, np.bool_)) and h >= 1
+
+
 @dataclasses.dataclass(frozen=True)
 class ActorCriticAgent:
     """Shared static settings and the rollout/evaluation machinery."""
@@ -81,28 +86,33 @@ class ActorCriticAgent:
     name: ClassVar[str] = "agent"
     HParams: ClassVar[type]
     # Static fields that do not fix array shapes but are still compile-time constants.
-    STATIC_FIELDS: ClassVar[tuple[str, ...]] = ()
+    STATIC_FIELDS: ClassVar[tuple[str, ...]] = ("env", "activation", "normalize_obs")
 
     # -- validation ------------------------------------------------------------------------
     def __post_init__(self):
         env = make_env(self.env)  # raises ValueError naming unknown envs
         if isinstance(self.hidden, list):
             object.__setattr__(self, "hidden", tuple(self.hidden))
-        self._check_int("num_envs", self.num_envs)
-        self._check_int(self.rollout_field, self.rollout_length)
-        if not isinstance(self.hidden, tuple) or not self.hidden or not all(
-            isinstance(h, (int, np.integer)) and h >= 1 for h in self.hidden
-        ):
+        self._check_int("num_envs")
+        self._check_int(self.rollout_field)
+        if not isinstance(self.hidden, tuple) or not self.hidden or not all(map(_positive_int, self.hidden)):
             raise ValueError(f"{self.name}: hidden={self.hidden!r} must be a non-empty tuple of positive ints")
-        if self.activation not in ACTIVATIONS:
+        # Plain ints, so that equal settings give equal (hashable, cache-hitting) agents.
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"{self.name}: activation={self.activation!r} is unknown; allowed: {', '.join(ACTIVATIONS)}"
             )
+        self._check_bool("normalize_obs")
         self._check_env(env)
 
-    def _check_int(self, field: str, value: Any, low: int = 1) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{self.name}: {field}={value!r} must be an integer >= {low}")
+    def _check_int(self, field: str, low: int = 1) -> None:
+        """Validates the integer setting ``field`` (>= ``low``) and stores it as a Python int."""
+        object.__setattr__(self, field, validate.integer(self.name, field, getattr(self, field), low))
+
+    def _check_bool(self, field: str) -> None:
+        """Validates the boolean setting ``field``: ``bool("no")`` is True, so only bools pass."""
+        object.__setattr__(self, field, validate.boolean(self.name, field, getattr(self, field)))
 
     def _check_env(self, env: Env) -> None:
         """Hook for agents that only support one kind of action space."""
@@ -136,14 +146,41 @@ class ActorCriticAgent:
     def hparams(self, **values) -> Any:
         """Builds an ``HParams`` struct, defaults filled in, leaves broadcast to one shape.
 
-        ``agent.hparams(learning_rate=[1e-3, 3e-4])`` gives a batch of two members. Raises
-        ValueError naming the field and value for unknown names or out-of-domain values.
+        Each value is a scalar or a list of ``K`` values (every list the same length);
+        ``agent.hparams(learning_rate=[1e-3, 3e-4])`` gives a batch of two members, leaves ``(2,)``.
+        Raises ValueError naming the field and value for unknown names, static settings,
+        out-of-domain values and lists of different lengths.
         """
+        for name, value in values.items():
+            if name == "env" or name in self.static_names():
+                raise ValueError(self._static_not_traced(name, value))
         checked = check_hparams(self.HParams, values, self.name)
+        shapes = {n: np.shape(v) for n, v in checked.items()}
+        try:
+            shape = np.broadcast_shapes(*shapes.values())
+        except ValueError:
+            sizes = ", ".join(
+                f"{n} has {s[0]} values" if len(s) == 1 else f"{n} has shape {s}" for n, s in shapes.items() if s
+            )
+            raise ValueError(
+                f"{self.name}: hyperparameter lists must have the same length (one value per member): {sizes}"
+            ) from None
         defaults = {f: np.float32(v.default) for f, v in self.HParams.__dataclass_fields__.items()}
         merged = {**defaults, **checked}
-        shape = np.broadcast_shapes(*(np.shape(v) for v in merged.values()))
         return self.HParams(**{k: jnp.asarray(np.broadcast_to(v, shape), jnp.float32) for k, v in merged.items()})
+
+    def _static_not_traced(self, name: str, value: Any) -> str:
+        """The error for passing a static setting where a traced hyperparameter is expected."""
+        cls = type(self).__name__
+        kind = "compile-time" if name in self.STATIC_FIELDS else "shape-fixing"
+        # A list of candidate values is no setting for one agent: show where the value goes.
+        shown = repr(value) if np.ndim(value) == 0 or name == "hidden" else "..."
+        how = f"set it on the agent (hj.{cls}({name}={shown}))"
+        if name != "env":  # env is no search-space dimension: one study tunes one env
+            how += " or tune it as a structural dimension of the search space"
+        return (
+            f"{cls}.hparams: {name}={value!r} is a static ({kind}) setting, not a traced hyperparameter; {how}"
+        )
 
     def replace(self, **changes) -> "ActorCriticAgent":
         return dataclasses.replace(self, **changes)

@@ -71,8 +71,8 @@ class PPO(ActorCriticAgent):
 
     def __post_init__(self):
         super().__post_init__()
-        self._check_int("num_epochs", self.num_epochs)
-        self._check_int("num_minibatches", self.num_minibatches)
+        self._check_int("num_epochs")
+        self._check_int("num_minibatches")
         if self.steps_per_update % self.num_minibatches:
             raise ValueError(
                 f"ppo: num_minibatches={self.num_minibatches} must divide num_envs * num_steps = "

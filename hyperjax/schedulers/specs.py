@@ -17,23 +17,18 @@ import dataclasses
 import math
 from typing import ClassVar
 
+from hyperjax import validate
 from hyperjax.schedulers.early_stopping import Scheduler, asha, hypertrick, median_stopping, no_stopping
 from hyperjax.schedulers.hyperband import Rung, hyperband_brackets, s_max
 
 
 def _number(name: str, field: str, value, low=None, high=None, low_open=False, high_open=False, integer=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if integer:
-        ok = ok and float(value).is_integer()
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
-        hi = "" if high is None else (f"< {high}" if high_open else f"<= {high}")
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"scheduler {name}: {field}={value!r} must be {kind} {' and '.join(filter(None, [lo, hi]))}")
+    """Validates a spec option on the host: ``"scheduler hypertrick: r=1.5 must be a number > 0 and < 1"``."""
+    where = f"scheduler {name}"
+    if integer:  # counts (phases, scores): closed bounds, and 5.0 is not accepted as 5
+        validate.integer(where, field, value, low, high)
+    else:
+        validate.number(where, field, value, low, high, low_open, high_open)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,8 +163,10 @@ class PBT:
         _number(self.name, "interval", self.interval, 1, integer=True)
         _number(self.name, "quantile", self.quantile, 0, 0.5, low_open=True)
         _number(self.name, "resample_prob", self.resample_prob, 0, 1)
-        if len(self.perturb) != 2 or not all(isinstance(f, (int, float)) and f > 0 for f in self.perturb):
+        if not isinstance(self.perturb, (tuple, list)) or len(self.perturb) != 2:
             raise ValueError(f"scheduler pbt: perturb={self.perturb!r} must be two positive factors")
+        for i, f in enumerate(self.perturb):
+            _number(self.name, f"perturb[{i}]", f, 0, low_open=True)
 
 
 @dataclasses.dataclass(frozen=True)

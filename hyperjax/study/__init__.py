@@ -1,10 +1,11 @@
-"""Studies: trials flowing through population slots, decided by a scheduler, fed by a proposer.
+"""Studies: trials flowing through population slots, decided by a policy, fed by a proposer,
+persisted by a store.
 
-``tune`` is the entry point; ``StudyResult`` what it returns; ``load_trials`` reads a study's
-JSON-lines trial log back.
+``tune`` runs one (``resume`` continues one from its store); ``load_study`` reads one back from
+its store, finished, killed or running; ``StudyResult`` is what all three return.
 """
 
-from hyperjax.study.records import StudyResult, Trial, load_trials
-from hyperjax.study.tune import tune
+from hyperjax.study.records import StudyResult, Trial
+from hyperjax.study.tune import load_study, resume, tune
 
-__all__ = ["StudyResult", "Trial", "load_trials", "tune"]
+__all__ = ["StudyResult", "Trial", "load_study", "resume", "tune"]

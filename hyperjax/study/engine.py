@@ -1,11 +1,19 @@
 """The study loop: every tick advances all occupied slots by one phase; at the boundary the
-scheduler decides, and freed slots are refilled before the next tick.
+policy decides, the engine applies, the store persists.
+
+One tick is a transaction::
+
+    fill -> advance (device) -> record -> decide -> apply -> persist -> notify
 
 Per tick, per structural bucket (a :class:`Pool`), the device runs one compiled ``advance``;
 the host reads back one small array of per-update returns (the only device -> host transfer of
-an ordinary tick), the scheduler decides (a pure JAX rule, run on the host CPU), and freed slots
-are re-initialised in place by one compiled ``refill`` (or ``put``, to resume a paused trial).
-Shapes never change, so nothing is compiled after a bucket's first tick.
+an ordinary tick), the policy returns :class:`~hyperjax.study.decisions.Decision` objects for
+the arrivals (its rule runs on the host CPU), and :meth:`Study.apply` carries them out: freed
+slots are re-initialised in place by one compiled ``refill`` (or ``put``, to resume a paused
+trial), PBT's copies are one gather. Only :meth:`Study.apply` changes slots, trials and device
+state. What the tick changed (trials, observations, decisions) goes to the store and the
+callbacks; everything that lives across ticks has ``state_dict``/``load_state_dict`` (host) or
+is a pytree (device), so a study resumed from tick N continues exactly as if never stopped.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import collections
 import math
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +30,8 @@ import numpy as np
 
 from hyperjax.population import Runner
 from hyperjax.study.buckets import bucket_of
-from hyperjax.study.records import StudyResult, Trial, TrialLog
+from hyperjax.study.decisions import Action, Arrival, Decision
+from hyperjax.study.records import StudyResult, Trial
 from hyperjax.train import member_keys
 
 # The score of a member none of whose episodes has ended yet: ranks below every real return
@@ -56,7 +65,9 @@ class Pool:
 
     Member ``slot * seeds + s`` is seed ``s`` of the trial in ``slot``. Seed ``s`` starts from
     the same key in every trial (common random numbers: trials are compared on the same
-    initialisations and episodes), so a trial's numbers do not depend on which slot it got.
+    initialisations and episodes), so which slot a trial gets does not choose its random
+    streams. (Its float results are bit-identical for the same slot layout and device count;
+    see ``hyperjax.population`` for what holds across layouts.)
     """
 
     def __init__(self, index: int, bucket: dict, agent, runner: Runner, slots: int, offset: int, seeds: int,
@@ -88,6 +99,10 @@ class Pool:
             self.hp[n][slot] = v
         self._hp_dev = None
 
+    def take(self, slot: int) -> Any:
+        """The members of ``slot`` (leading axis = seeds), left on the device."""
+        return self.runner.take(self.state, self.members_of(slot))
+
     # -- staged slot changes, applied together by flush() -----------------------------------
     def stage_new(self, slot: int) -> None:
         self._refill_mask[self.members_of(slot)] = True
@@ -101,8 +116,7 @@ class Pool:
         """Applies staged refills and resumes; True if anything ran (caller may block on it)."""
         ran = False
         if self._refill_mask.any():
-            size = jax.tree.leaves(self.state)[0].shape[0]
-            mask = np.zeros(size, bool)
+            mask = np.zeros(self.runner.padded(self.members), bool)
             mask[: self.members] = self._refill_mask
             self.state = self.runner.refill(self.state, mask, self.train_keys, self.hp_members())
             self._refill_mask[:] = False
@@ -113,15 +127,33 @@ class Pool:
         self._resume.clear()
         return ran
 
+    def copy_from(self, source_slot: dict[int, int]) -> None:
+        """Slot ``s`` takes the members of slot ``source_slot[s]`` (one gather)."""
+        member_source = np.arange(self.runner.padded(self.members))
+        for s, src in source_slot.items():
+            member_source[self.members_of(s)] = self.members_of(src)
+        self.state = self.runner.copy_from(self.state, member_source)
+        self.last_member_score = self.last_member_score[member_source[: self.members]]
+
     def advance(self):
         if self._hp_dev is None:
-            size = jax.tree.leaves(self.state)[0].shape[0]
-            self._hp_dev = self.runner._put(self.hp_members(), size)
+            self._hp_dev = self.runner.place(self.hp_members())
         self.state, metrics = self.runner.advance(self.state, self._hp_dev, self.updates)
         return metrics
 
     def occupied(self) -> np.ndarray:
         return np.flatnonzero(self.trial >= 0)
+
+    def state_dict(self) -> dict:
+        """Host-side arrays (the members themselves are device state, saved apart)."""
+        return {"trial": self.trial.copy(), "hp": {n: v.copy() for n, v in self.hp.items()},
+                "last_member_score": self.last_member_score.copy()}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.trial = np.asarray(d["trial"], np.int64).copy()
+        self.hp = {n: np.asarray(v, np.float32).copy() for n, v in d["hp"].items()}
+        self.last_member_score = np.asarray(d["last_member_score"], np.float64).copy()
+        self._hp_dev = None
 
 
 def member_scores(return_sum: np.ndarray, return_count: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -138,29 +170,40 @@ def member_scores(return_sum: np.ndarray, return_count: np.ndarray, previous: np
 
 
 class Study:
-    """Host-side state of one running study; a policy (see ``policies``) makes the decisions."""
+    """Host-side state of one running study. A policy (``policies``) decides; :meth:`apply`
+    carries decisions out; an optional ``store`` persists every tick; ``callbacks`` watch.
+
+    Args (the less obvious):
+      proposer: ask/tell object (validated on every ask: shape, finite, inside the cube).
+      observers: extra ask/tell objects told every observation (a predictor, say).
+      store: an object with ``persist(study, changes)`` called once per tick (see
+        ``hyperjax.store``), or ``None``.
+      callbacks: callables ``callback(study, changes)`` called once per tick after the store.
+      t0: the ``time.perf_counter()`` at which the study's clock started.
+    """
 
     def __init__(self, *, agent, space, structural, buckets, pools, proposer, num_phases, seeds, budget,
-                 max_seconds, eval_episodes, base_hp, rng: np.random.Generator, key: jax.Array,
-                 progress_fn: Callable | None, log_path, scheduler_name: str, t0: float | None = None):
+                 max_seconds, eval_episodes, base_hp, key: jax.Array, scheduler_name: str,
+                 observers: list | None = None, store=None, callbacks: list | None = None, t0: float | None = None):
         self.agent, self.space, self.structural, self.buckets = agent, space, structural, buckets
         self.pools: list[Pool] = pools
         self.proposer = proposer
+        self.observers = list(observers or [])
         self.num_phases, self.seeds, self.budget = num_phases, seeds, budget
         self.max_seconds, self.eval_episodes = max_seconds, eval_episodes
         self.base_hp = base_hp
-        self.rng, self.key = rng, key
-        self.progress_fn = progress_fn
-        self.log = TrialLog(log_path) if log_path is not None else None
+        self.key = key
+        self.store = store
+        self.callbacks = list(callbacks or [])
         self.scheduler_name = scheduler_name
         self.num_slots = sum(p.slots for p in pools)
         self.trials: list[Trial] = []
-        self.queues: dict[int, collections.deque] = {i: collections.deque() for i in range(len(pools))}
+        self.proposed: collections.deque = collections.deque()  # (u, config) asked for, not yet used
         self.exhausted = False
         self.used = 0  # env steps consumed, all members
         self.tick = 0
         self.tick_seconds: list[float] = []
-        self.timing = {"train": 0.0, "evaluate": 0.0, "tuner": 0.0}
+        self.timing = {"train": 0.0, "evaluate": 0.0, "tuner": 0.0, "store": 0.0}
         self.compile_by: dict[str, float] = {}
         self.section = "tuner"
         self.busy_ticks = [0, 0]  # occupied slot-ticks, slot-ticks (whole study)
@@ -168,13 +211,19 @@ class Study:
         self.best: Trial | None = None
         self.best_state = None
         self.found_best_at = math.nan
-        self.changed: set[int] = set()
-        self.observers: list = []  # extra ask/tell objects told every observation (e.g. a predictor)
         self.paused: dict[int, tuple[Any, np.ndarray]] = {}  # trial id -> (member states, last scores)
+        self.finished = False
         self.t0 = time.perf_counter() if t0 is None else t0
+        self.setup_seconds = 0.0
+        self._new_changes()
+
+    def _new_changes(self) -> None:
+        # What this tick changed: the store writes it, the callbacks see it.
+        self.changes = {"trials": set(), "observations": [], "decisions": [], "completed": {}}
 
     # -- time --------------------------------------------------------------------------------
     def now(self) -> float:
+        """Seconds the study has run (across every process that ran it, when resumed)."""
         return time.perf_counter() - self.t0
 
     def time_fits(self, ticks: int) -> bool:
@@ -188,63 +237,48 @@ class Study:
         return self.now() + ticks * est <= self.max_seconds
 
     # -- configurations ------------------------------------------------------------------------
+    def proposer_ask(self, k: int) -> np.ndarray | None:
+        """``k`` cube points ``(k, d)`` from the proposer, or ``None`` when it has nothing left
+        (its ``ask`` raised ValueError). A proposer that returns the wrong shape, non-finite
+        values or points outside ``[0, 1]`` is a bug in the proposer: ValueError naming it."""
+        try:
+            u = self.proposer.ask(k)
+        except ValueError:
+            return None
+        return check_proposals(self.proposer, u, k, self.space.ndim)
+
+    def propose(self, k: int) -> None:
+        """Asks the proposer for ``k`` configurations and appends them to :attr:`proposed`."""
+        u = self.proposer_ask(k)
+        if u is None:
+            self.exhausted = True
+            return
+        self.proposed.extend(zip(u, self.space.configs(u)))
+
     def next_config(self, bucket: int):
-        """The next queued ``(u, config)`` for ``bucket``, asking the proposer for more when its
-        queue is empty (others' proposals wait in their queues); ``None`` when none can be had."""
-        q = self.queues[bucket]
+        """The next proposed ``(u, config)`` of ``bucket``, asking the proposer for more when
+        none is waiting (others' proposals keep their places); ``None`` when none can be had."""
         rounds = 0
-        while not q and not self.exhausted and rounds < 64:
+        while not self.exhausted and rounds < 64:
+            for i, (u, cfg) in enumerate(self.proposed):
+                if bucket_of(cfg, self.structural, self.buckets) == bucket:
+                    del self.proposed[i]
+                    return u, cfg
             rounds += 1
-            try:
-                u = self.proposer.ask(max(8, self.num_slots))
-            except ValueError:
-                self.exhausted = True
-                break
-            for row, cfg in zip(u, self.space.configs(u)):
-                self.queues[bucket_of(cfg, self.structural, self.buckets)].append((row, cfg))
-        return q.popleft() if q else None
+            self.propose(max(8, self.num_slots))
+        return None
+
+    def take_proposals(self, k: int) -> list[tuple[np.ndarray, dict]]:
+        """The next ``k`` proposals of any bucket, in order (fewer if the space runs out)."""
+        if len(self.proposed) < k and not self.exhausted:
+            self.propose(k - len(self.proposed))
+        return [self.proposed.popleft() for _ in range(min(k, len(self.proposed)))]
 
     def full_config(self, cfg: dict) -> dict:
         """The search-space values plus the fixed traced values it does not set."""
         out = {n: v for n, v in self.base_hp.items() if n not in cfg}
         out.update(cfg)
         return out
-
-    # -- slot transitions ----------------------------------------------------------------------
-    def new_trial(self, u, cfg, pool: Pool, origin="proposer", parent=None, phases=0) -> Trial:
-        t = Trial(id=len(self.trials), config=self.full_config(cfg), u=np.asarray(u, np.float64), bucket=pool.index,
-                  seeds=tuple(range(self.seeds)), origin=origin, parent=parent, phases=phases, start_phase=phases)
-        self.trials.append(t)
-        self.changed.add(t.id)
-        return t
-
-    def occupy(self, pool: Pool, slot: int, trial: Trial) -> None:
-        pool.trial[slot] = trial.id
-        pool.set_hp(slot, {n: trial.config[n] for n in pool.hp})
-        trial.status = "running"
-        trial.segments.append([pool.offset + slot, self.now(), math.nan, self.tick, -1])
-        self.changed.add(trial.id)
-
-    def start(self, pool: Pool, slot: int, u, cfg) -> Trial:
-        t = self.new_trial(u, cfg, pool)
-        self.occupy(pool, slot, t)
-        pool.stage_new(slot)
-        return t
-
-    def resume(self, pool: Pool, slot: int, trial: Trial, saved, last_scores) -> None:
-        self.occupy(pool, slot, trial)
-        pool.stage_resume(slot, saved, last_scores)
-
-    def release(self, pool: Pool, slot: int, status: str, reason: str = "") -> Trial:
-        t = self.trials[pool.trial[slot]]
-        pool.trial[slot] = -1
-        if status == "failed":
-            pool.just_failed.add(int(slot))
-        t.status, t.end_reason = status, reason or t.end_reason
-        seg = t.segments[-1]
-        seg[2], seg[4] = self.now(), self.tick
-        self.changed.add(t.id)
-        return t
 
     def committed(self) -> int:
         """Env steps the running and paused trials could still use if none were stopped."""
@@ -254,16 +288,141 @@ class Study:
                 total += (self.num_phases - self.trials[p.trial[s]].phases) * self.seeds * p.steps
         return total
 
+    # -- applying decisions ----------------------------------------------------------------------
+    def _create(self, d: Decision, origin: str = "proposer", parent: int | None = None, phases: int = 0) -> Trial:
+        if d.trial != len(self.trials):
+            raise RuntimeError(f"decision {d.action.value} creates trial {d.trial}, but the next id is {len(self.trials)}")
+        t = Trial(id=d.trial, config=self.full_config(d.config), u=np.asarray(d.u, np.float64), bucket=d.pool,
+                  seeds=tuple(range(self.seeds)), origin=origin, parent=parent, phases=phases, start_phase=phases)
+        self.trials.append(t)
+        self.changes["trials"].add(t.id)
+        return t
+
+    def _occupy(self, pool: Pool, slot: int, trial: Trial) -> None:
+        if pool.trial[slot] >= 0:
+            raise RuntimeError(f"slot {slot} of bucket {pool.index} is held by trial {pool.trial[slot]}")
+        pool.trial[slot] = trial.id
+        pool.set_hp(slot, {n: trial.config[n] for n in pool.hp})
+        trial.status = "running"
+        trial.segments.append([pool.offset + slot, self.now(), math.nan, self.tick, -1])
+        self.changes["trials"].add(trial.id)
+
+    def _release(self, pool: Pool, slot: int, status: str, reason: str = "") -> Trial:
+        t = self.trials[pool.trial[slot]]
+        pool.trial[slot] = -1
+        if status == "failed":
+            pool.just_failed.add(int(slot))
+        t.status, t.end_reason = status, reason or t.end_reason
+        seg = t.segments[-1]
+        seg[2], seg[4] = self.now(), self.tick
+        self.changes["trials"].add(t.id)
+        return t
+
+    def _slot_of(self, d: Decision) -> tuple[Pool, int]:
+        pool = self.pools[d.pool]
+        if pool.trial[d.slot] != d.trial:
+            raise RuntimeError(f"decision {d.action.value} for trial {d.trial}: slot {d.slot} holds trial {pool.trial[d.slot]}")
+        return pool, d.slot
+
+    def apply(self, decisions: list[Decision]) -> float:
+        """Carries out ``decisions`` in order (PBT copies last, as one gather per bucket);
+        returns the seconds spent evaluating completed trials."""
+        completing: dict[int, list[tuple[int, Trial]]] = collections.defaultdict(list)
+        exploits: dict[int, list[Decision]] = collections.defaultdict(list)
+        for d in decisions:
+            self.changes["decisions"].append(d)
+            a = d.action
+            if a is Action.CONTINUE:
+                continue
+            if a is Action.START:
+                pool = self.pools[d.pool]
+                self._occupy(pool, d.slot, self._create(d))
+                pool.stage_new(d.slot)
+            elif a is Action.QUEUE:
+                self._create(d)
+            elif a is Action.RESUME:
+                pool, t = self.pools[d.pool], self.trials[d.trial]
+                self._occupy(pool, d.slot, t)
+                if t.id in self.paused:
+                    saved, scores = self.paused.pop(t.id)
+                    pool.stage_resume(d.slot, saved, scores)
+                else:  # queued, never ran: fresh members
+                    pool.stage_new(d.slot)
+            elif a is Action.PAUSE:
+                pool, slot = self._slot_of(d)
+                # The paused members stay on the device until the trial resumes.
+                self.paused[d.trial] = (pool.take(slot), pool.last_member_score[pool.members_of(slot)].copy())
+                self._release(pool, slot, "paused")
+            elif a is Action.EVICT:
+                if d.slot >= 0:
+                    self._release(*self._slot_of(d), "evicted", d.reason)
+                else:  # a paused trial
+                    t = self.trials[d.trial]
+                    t.status, t.end_reason = "evicted", d.reason
+                    self.paused.pop(t.id, None)
+                    self.changes["trials"].add(t.id)
+            elif a is Action.FAIL:
+                self._release(*self._slot_of(d), "failed", d.reason or "non-finite values")
+            elif a is Action.COMPLETE:
+                pool, slot = self._slot_of(d)
+                completing[pool.index].append((slot, self.trials[d.trial]))
+            elif a is Action.EXPLOIT:
+                exploits[d.pool].append(d)
+            else:  # pragma: no cover - the enum is closed
+                raise ValueError(f"unknown action {a!r}")
+        eval_s = self._complete(completing)
+        for pi, items in exploits.items():
+            self._exploit(self.pools[pi], items)
+        return eval_s
+
+    def _complete(self, completing: dict[int, list[tuple[int, Trial]]]) -> float:
+        eval_s = 0.0
+        for pi, items in completing.items():
+            p = self.pools[pi]
+            t_eval = time.perf_counter()
+            self.section = "evaluate"
+            returns = np.asarray(jax.device_get(p.runner.evaluate(p.eval_keys, p.state, self.eval_episodes)))
+            self.section = "tuner"
+            eval_s += time.perf_counter() - t_eval
+            per_member = returns[: p.members].mean(axis=1)
+            for slot, t in items:
+                vals = per_member[p.members_of(slot)]
+                if not np.all(np.isfinite(vals)):
+                    self._release(p, slot, "failed", "non-finite evaluation")
+                    continue
+                t.final_scores = [float(v) for v in vals]
+                t.final_score = float(vals.mean())
+                members = p.take(slot)
+                self.changes["completed"][t.id] = members
+                if self.best is None or t.final_score > self.best.final_score:
+                    self.best = t
+                    self.best_state = members
+                    self.found_best_at = self.now()
+                self._release(p, slot, "completed")
+        return eval_s
+
+    def _exploit(self, pool: Pool, items: list[Decision]) -> None:
+        # Sources are read before any slot changes: the copy is one simultaneous gather.
+        src = {d.slot: int(np.flatnonzero(pool.trial == d.source)[0]) for d in items}
+        pool.copy_from(src)
+        for d in items:
+            if pool.trial[d.slot] >= 0:
+                self._release(pool, d.slot, "evicted", d.reason)
+            parent = self.trials[d.source]
+            child = self._create(d, origin="pbt", parent=parent.id, phases=parent.phases)
+            self._occupy(pool, d.slot, child)
+
     # -- the tick ------------------------------------------------------------------------------
     def run(self, policy) -> StudyResult:
-        self.setup_seconds = self.now()  # building the pools (their init compiles included)
         self.thread = threading.get_ident()
         _ACTIVE.append(self)
+        ended = False
         try:
             while True:
                 t_tick = time.perf_counter()
                 self.section = "tuner"
-                policy.fill(self)
+                # FILL
+                self.apply(policy.fill(self))
                 for p in self.pools:
                     if p.flush():
                         jax.block_until_ready(p.state)
@@ -271,6 +430,7 @@ class Study:
                 occupied = sum(len(p.occupied()) for p in self.pools)
                 if occupied == 0:  # nothing could be placed: done (or out of budget/time)
                     break
+                # ADVANCE
                 t_train = time.perf_counter()
                 self.section = "train"
                 active = [p for p in self.pools if len(p.occupied())]
@@ -285,30 +445,50 @@ class Study:
                 if waiting:
                     self.busy_ticks_waiting[0] += occupied
                     self.busy_ticks_waiting[1] += self.num_slots
-
+                # RECORD, DECIDE, APPLY
                 arrivals = self._record(outs, host, train_s)
-                actions = policy.decide(self, arrivals)
-                eval_s = self._apply(arrivals, actions)
+                eval_s = self.apply(policy.decide(self, arrivals))
+                eval_s += self.apply(policy.after_tick(self))
                 self.timing["evaluate"] += eval_s
-                policy.after_tick(self)
                 for p in self.pools:
                     p.just_failed.clear()
-                self._report()
                 dt = time.perf_counter() - t_tick
                 self.tick_seconds.append(dt)
                 self.timing["tuner"] += dt - train_s - eval_s
+                # PERSIST, NOTIFY
+                self._persist(policy)
                 if self.max_seconds is not None and self.now() >= self.max_seconds:
                     break
+            ended = True
         finally:
             _ACTIVE.remove(self)
-            self._stop_remaining()
-            if self.log is not None:
-                self._flush_log()
-                self.log.close()
-        return self._result()
+            if ended:
+                # A study that ends normally stops what still runs; one that is interrupted (an
+                # exception, Ctrl-C) keeps its last committed tick as it was, to be resumed.
+                self._stop_remaining()
+                self.finished = True
+                self._persist(policy, final=True)
+        return self.result()
 
-    def _record(self, outs, host, train_s) -> list[tuple[Pool, int, Trial, float, bool]]:
-        """Appends the phase's scores to the trials' curves; returns the arrivals."""
+    def _persist(self, policy, final: bool = False) -> None:
+        t0 = time.perf_counter()
+        self.changes["final"] = final
+        if self.store is not None:
+            self.store.persist(self, policy, self.changes, final=final)
+        self.timing["store"] += time.perf_counter() - t0
+        for cb in list(self.callbacks):
+            try:
+                cb(self, self.changes)
+            except Exception as e:  # a watcher must never kill the study or lose its records
+                import warnings
+
+                warnings.warn(f"callback {cb!r} raised {type(e).__name__}: {e}; it is disabled", stacklevel=2)
+                self.callbacks.remove(cb)
+        self._new_changes()
+
+    def _record(self, outs, host, train_s) -> list[Arrival]:
+        """Appends the phase's scores to the trials' curves and tells the proposer; returns
+        the arrivals."""
         now = self.now()
         total_member_steps = sum(len(p.occupied()) * p.seeds * p.steps for p, _ in outs)
         arrivals = []
@@ -321,7 +501,7 @@ class Study:
                 t = self.trials[p.trial[slot]]
                 idx = p.members_of(slot)
                 t.phases += 1
-                steps = p.seeds * p.steps
+                steps = p.steps * p.seeds
                 t.env_steps += steps
                 self.used += steps
                 t.compute_seconds += train_s * steps / max(total_member_steps, 1)
@@ -331,99 +511,93 @@ class Study:
                 t.curve.append(value)
                 t.curve_steps.append(t.phases * p.steps)  # PBT children count from their parent's
                 t.curve_times.append(now)
-                self.changed.add(t.id)
+                t.seed_curve.append([float(v) for v in sc])
+                self.changes["trials"].add(t.id)
+                self.changes["observations"].append((t.id, len(t.curve) - 1))
                 if bad:
                     score = -math.inf
                 elif np.isnan(sc).any():
                     score = NO_EPISODE
                 else:
                     score = value
-                arrivals.append((p, int(slot), t, score, bad))
+                arrivals.append(Arrival(t.id, p.index, int(slot), t.phases, score, bad))
                 if not bad and np.isfinite(score) and score != NO_EPISODE:
                     for obs in (self.proposer, *self.observers):
                         obs.tell(t.u[None], np.asarray([score]), np.asarray([t.curve_steps[-1]]))
         return arrivals
 
-    def _apply(self, arrivals, actions) -> float:
-        """Carries out ``actions`` (one per arrival): continue, evict, fail, pause, complete."""
-        eval_s = 0.0
-        completing: dict[int, list] = collections.defaultdict(list)
-        for (p, slot, t, score, bad), act in zip(arrivals, actions):
-            if act == "continue":
-                continue
-            if act == "complete":
-                completing[p.index].append((slot, t))
-            elif act == "pause":
-                # The paused members stay on the device until the trial resumes.
-                self.paused[t.id] = (p.runner.take(p.state, p.members_of(slot)),
-                                     p.last_member_score[p.members_of(slot)].copy())
-                self.release(p, slot, "paused")
-            elif act == "fail":
-                self.release(p, slot, "failed", "non-finite values")
-            elif act == "evict":
-                self.release(p, slot, "evicted", self.scheduler_name)
-            else:
-                raise ValueError(f"unknown action {act!r}")
-        for pi, items in completing.items():
-            p = self.pools[pi]
-            t_eval = time.perf_counter()
-            self.section = "evaluate"
-            returns = np.asarray(jax.device_get(p.runner.evaluate(p.eval_keys, p.state, self.eval_episodes)))
-            self.section = "tuner"
-            eval_s += time.perf_counter() - t_eval
-            per_member = returns[: p.members].mean(axis=1)
-            for slot, t in items:
-                vals = per_member[p.members_of(slot)]
-                if not np.all(np.isfinite(vals)):
-                    self.release(p, slot, "failed", "non-finite evaluation")
-                    continue
-                t.final_scores = [float(v) for v in vals]
-                t.final_score = float(vals.mean())
-                if self.best is None or t.final_score > self.best.final_score:
-                    self.best = t
-                    self.best_state = p.runner.take(p.state, p.members_of(slot))
-                    self.found_best_at = self.now()
-                self.release(p, slot, "completed")
-        return eval_s
-
     def _stop_remaining(self) -> None:
         for p in self.pools:
             for slot in p.occupied():
-                self.release(p, slot, "stopped", "study ended")
+                self._release(p, slot, "stopped", "study ended")
         for t in self.trials:
             if t.status in ("queued", "paused"):
                 t.status, t.end_reason = "stopped", "study ended"
-                self.changed.add(t.id)
+                self.changes["trials"].add(t.id)
         self.paused.clear()
 
-    def _flush_log(self) -> None:
-        if self.changed:
-            self.log.write([self.trials[i] for i in sorted(self.changed)], self.tick, self.now())
-        self.changed.clear()
+    def summary_record(self) -> dict:
+        """What a reader of the store needs besides the trials: counters, timing, the best."""
+        return {"scheduler": self.scheduler_name, "slots": self.num_slots, "seconds": self.now(), "env_steps": self.used,
+                "ticks": self.tick, "found_best_at": self.found_best_at, "best": -1 if self.best is None else self.best.id,
+                "timing": self._timing(), "slot_utilization": utilization(self.busy_ticks, self.busy_ticks_waiting),
+                "buckets": [dict(p.bucket, slots=p.slots, steps_per_phase=p.steps) for p in self.pools],
+                "finished": self.finished}
 
-    def _report(self) -> None:
-        if self.log is not None:
-            self._flush_log()
-        else:
-            self.changed.clear()
-        if self.progress_fn is None:
-            return
-        counts = collections.Counter(t.status for t in self.trials)
-        self.progress_fn(
-            self.used,
-            {
-                "study/tick": self.tick,
-                "study/seconds": self.now(),
-                "study/trials": len(self.trials),
-                "study/running": counts["running"],
-                "study/completed": counts["completed"],
-                "study/evicted": counts["evicted"],
-                "study/failed": counts["failed"],
-                "study/best_score": self.best.final_score if self.best else math.nan,
-                "study/slot_utilization": self.busy_ticks[0] / max(self.busy_ticks[1], 1),
-            },
-        )
+    def counts(self) -> dict[str, int]:
+        return collections.Counter(t.status for t in self.trials)
 
+    # -- saving and loading ----------------------------------------------------------------------
+    def state_dict(self, policy) -> dict:
+        """Everything on the host that lives across ticks, as plain data and arrays (device
+        state apart: see :meth:`device_state`)."""
+        return {
+            "tick": self.tick, "used": self.used, "exhausted": self.exhausted, "seconds": self.now(),
+            "tick_seconds": list(self.tick_seconds), "timing": dict(self.timing), "compile_by": dict(self.compile_by),
+            "setup_seconds": self.setup_seconds,
+            "busy_ticks": list(self.busy_ticks), "busy_ticks_waiting": list(self.busy_ticks_waiting),
+            "best": -1 if self.best is None else self.best.id, "found_best_at": self.found_best_at,
+            "trials": [t.state_dict() for t in self.trials],
+            "proposed": [[np.asarray(u), cfg] for u, cfg in self.proposed],
+            "paused": [[tid, scores] for tid, (_, scores) in self.paused.items()],
+            "pools": [p.state_dict() for p in self.pools],
+            "proposer": _state_of(self.proposer), "observers": [_state_of(o) for o in self.observers],
+            "policy": policy.state_dict(),
+        }
+
+    def device_state(self) -> dict:
+        """The device pytrees that live across ticks: every pool's members, the paused trials'
+        members and the best trial's."""
+        return {"pools": [p.state for p in self.pools],
+                "paused": {str(tid): saved for tid, (saved, _) in self.paused.items()},
+                "best": self.best_state}
+
+    def load_state_dict(self, d: dict, policy, device: dict) -> None:
+        """Restores :meth:`state_dict` and :meth:`device_state` (the study's clock continues
+        from the saved seconds)."""
+        self.tick, self.used, self.exhausted = int(d["tick"]), int(d["used"]), bool(d["exhausted"])
+        self.t0 = time.perf_counter() - float(d["seconds"])
+        self.tick_seconds = [float(x) for x in d["tick_seconds"]]
+        self.timing.update({k: float(v) for k, v in d["timing"].items()})
+        self.compile_by = {k: float(v) for k, v in d["compile_by"].items()}
+        self.setup_seconds = float(d["setup_seconds"])
+        self.busy_ticks = [int(x) for x in d["busy_ticks"]]
+        self.busy_ticks_waiting = [int(x) for x in d["busy_ticks_waiting"]]
+        self.trials = [Trial.from_state(t) for t in d["trials"]]
+        self.best = None if int(d["best"]) < 0 else self.trials[int(d["best"])]
+        self.found_best_at = float(d["found_best_at"])
+        self.proposed = collections.deque((np.asarray(u, np.float64), dict(cfg)) for u, cfg in d["proposed"])
+        for p, s, dev in zip(self.pools, d["pools"], device["pools"]):
+            p.load_state_dict(s)
+            p.state = dev
+        self.paused = {int(tid): (device["paused"][str(tid)], np.asarray(scores, np.float64)) for tid, scores in d["paused"]}
+        self.best_state = device["best"]
+        _load_state(self.proposer, d["proposer"], self.trials)
+        for o, s in zip(self.observers, d["observers"]):
+            _load_state(o, s, self.trials)
+        policy.load_state_dict(d["policy"])
+
+    # -- results ---------------------------------------------------------------------------------
     def _timing(self) -> dict[str, float]:
         """Seconds by section; compiles taken out of the section they happened in."""
         out = {"setup": self.setup_seconds}
@@ -432,7 +606,7 @@ class Study:
         out["compile"] = sum(self.compile_by.get(k, 0.0) for k in self.timing)
         return out
 
-    def _result(self) -> StudyResult:
+    def result(self) -> StudyResult:
         best_state = None if self.best_state is None else jax.device_get(self.best_state)
         best_agent = self.agent if self.best is None else self.pools[self.best.bucket].agent
         return StudyResult(
@@ -448,10 +622,50 @@ class Study:
             ticks=self.tick,
             found_best_at=self.found_best_at,
             timing=self._timing(),
-            slot_utilization={
-                "while_queued": self.busy_ticks_waiting[0] / max(self.busy_ticks_waiting[1], 1),
-                "overall": self.busy_ticks[0] / max(self.busy_ticks[1], 1),
-            },
+            slot_utilization=utilization(self.busy_ticks, self.busy_ticks_waiting),
             buckets=[dict(p.bucket, slots=p.slots, steps_per_phase=p.steps) for p in self.pools],
+            proposer=self.proposer,
         )
 
+
+def check_proposals(proposer, u, k: int, d: int) -> np.ndarray:
+    """``u`` as a ``(k, d)`` float array inside the unit cube, or ValueError naming the proposer."""
+    name = type(proposer).__name__
+    try:
+        arr = np.asarray(u, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"proposer {name}: ask({k}) returned {type(u).__name__}, not an array of shape ({k}, {d})") from None
+    if arr.shape != (k, d):
+        hint = " (raise ValueError from ask when there is nothing left to propose)" if arr.size == 0 else ""
+        raise ValueError(f"proposer {name}: ask({k}) returned shape {arr.shape}; expected ({k}, {d}){hint}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"proposer {name}: ask({k}) returned non-finite values (row {int(np.flatnonzero(~np.isfinite(arr).all(1))[0])})")
+    if arr.min() < 0.0 or arr.max() > 1.0:
+        raise ValueError(f"proposer {name}: ask({k}) returned points outside the unit cube [0, 1] "
+                         f"(min {arr.min():.4g}, max {arr.max():.4g})")
+    return arr
+
+
+def utilization(busy: list[int], busy_waiting: list[int]) -> dict[str, float]:
+    """Occupied slot-ticks / slot-ticks, overall and over ticks at which work was waiting."""
+    return {"while_queued": busy_waiting[0] / max(busy_waiting[1], 1), "overall": busy[0] / max(busy[1], 1)}
+
+
+def _state_of(obj) -> Any:
+    return obj.state_dict() if hasattr(obj, "state_dict") else None
+
+
+def _load_state(obj, state, trials: list[Trial]) -> None:
+    """Restores a proposer's state; one without ``state_dict`` (a user's own) is told every
+    observation again instead (exact only if its proposals depend on nothing else)."""
+    if hasattr(obj, "load_state_dict") and state is not None:
+        obj.load_state_dict(state)
+        return
+    import warnings
+
+    warnings.warn(f"{type(obj).__name__} has no state_dict/load_state_dict: it is told the study's observations "
+                  "again, and its proposals after resuming may differ from an uninterrupted study's", stacklevel=3)
+    for t in trials:
+        for score, steps in zip(t.curve, t.curve_steps):
+            if np.isfinite(score):
+                obj.tell(t.u[None], np.asarray([score]), np.asarray([steps]))

@@ -1,10 +1,14 @@
-"""Policies: what a study does with its slots. Each has the same four host-side methods::
+"""Policies: what a study does with its slots. Each reads the study and returns decisions::
 
-    policy.fill(study)              # place trials into free slots (new, or resumed)
-    policy.waiting(study) -> bool   # is work still to come (for slot utilisation)
-    policy.decide(study, arrivals)  # one action per arrival: continue/evict/fail/pause/complete
-    policy.after_tick(study)        # e.g. promote a finished rung, or PBT's exploit/explore
+    policy.fill(study) -> [Decision]              # START / QUEUE / RESUME trials into free slots
+    policy.waiting(study) -> bool                 # is work still to come (for slot utilisation)
+    policy.decide(study, arrivals) -> [Decision]  # one per arrival: CONTINUE/EVICT/FAIL/PAUSE/COMPLETE
+    policy.after_tick(study) -> [Decision]        # e.g. evict a finished rung's losers, PBT's EXPLOIT
+    policy.state_dict() / policy.load_state_dict(d)
 
+A policy never changes the study: the engine applies what it returns (``Study.apply``), and a
+policy's own state (records, brackets, keys, generators) is plain data it can save and load. So
+a policy runs on fabricated arrivals with no agent, and a resumed study continues exactly.
 The decisions themselves are the pure functions of ``hyperjax.schedulers``.
 """
 
@@ -18,16 +22,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hyperjax.rng import generator_state, key_state, load_generator, load_key
 from hyperjax.schedulers.pbt import pbt_exploit
 from hyperjax.schedulers.specs import PBT, HyperTrick, NoStopping
 from hyperjax.space import Choice, Int
 from hyperjax.study.buckets import bucket_of
+from hyperjax.study.decisions import Action, Arrival, Decision
 
 
 def _cpu(x):
     # Scheduler rules are tiny: run them on the host CPU, not on an accelerator, so a decision
     # costs no device round-trip.
     return jax.device_put(x, jax.devices("cpu")[0])
+
+
+def _outcome(a: Arrival, kept: bool, num_phases: int, reason: str) -> Decision:
+    """The decision for an arrival the rule kept or not: a failed trial fails, and a trial that
+    has run every phase completes whatever the rule says (it has spent its budget; evicting it
+    there would only throw away its final evaluation)."""
+    if a.failed:
+        return Decision(Action.FAIL, a.trial, a.pool, a.slot, reason="non-finite values")
+    if a.phases >= num_phases:
+        return Decision(Action.COMPLETE, a.trial, a.pool, a.slot)
+    if not kept:
+        return Decision(Action.EVICT, a.trial, a.pool, a.slot, reason=reason)
+    return Decision(Action.CONTINUE, a.trial, a.pool, a.slot)
 
 
 class AsyncPolicy:
@@ -38,10 +57,13 @@ class AsyncPolicy:
     started can complete); after the first fill, only while the remaining budget could keep
     every slot busy for a whole trial (which bounds the tail in which slots drain to ``P``
     ticks); and, with ``max_seconds``, if it is expected to finish in time.
+
+    Simultaneous arrivals are fed to the rule in an order drawn from ``rng``.
     """
 
-    def __init__(self, study, spec, max_trials: int | None):
+    def __init__(self, study, spec, max_trials: int | None, rng: np.random.Generator):
         self.spec = spec
+        self.rng = rng
         self.num_phases = p = study.num_phases
         nominal = max(pool.steps for pool in study.pools) * study.seeds
         smallest = min(pool.steps for pool in study.pools) * study.seeds
@@ -88,13 +110,15 @@ class AsyncPolicy:
             self.max_trials = n_time
             self._build()
 
-    def can_start(self, study, pool) -> bool:
-        if self.max_trials is not None and len(study.trials) >= self.max_trials:
+    def can_start(self, study, pool, pending: int = 0, pending_steps: int = 0) -> bool:
+        """Whether one more trial may start in ``pool``, ``pending`` trials (``pending_steps``
+        env steps of budget) already decided this fill."""
+        if self.max_trials is not None and len(study.trials) + pending >= self.max_trials:
             return False
         if study.exhausted:
             return False
         cost = study.num_phases * study.seeds * pool.steps
-        if study.used + study.committed() + cost > study.budget:
+        if study.used + study.committed() + pending_steps + cost > study.budget:
             return False
         # After the first fill, a trial starts only while the remaining budget could still keep
         # every slot busy until it ends. Otherwise late starts trickle in one at a time as
@@ -104,31 +128,35 @@ class AsyncPolicy:
             return False
         return study.time_fits(study.num_phases)
 
-    def fill(self, study) -> None:
+    def fill(self, study) -> list[Decision]:
         if study.tick == 2:
             self._revise_n(study)
+        out: list[Decision] = []
+        steps = 0
         for pool in study.pools:
             for slot in np.flatnonzero(pool.trial < 0):
-                if not self.can_start(study, pool):
+                if not self.can_start(study, pool, len(out), steps):
                     break
                 item = study.next_config(pool.index)
                 if item is None:
                     break
-                study.start(pool, int(slot), *item)
+                out.append(Decision(Action.START, len(study.trials) + len(out), pool.index, int(slot), *item))
+                steps += study.num_phases * study.seeds * pool.steps
+        return out
 
     def waiting(self, study) -> bool:
         return any(self.can_start(study, pool) for pool in study.pools)
 
-    def decide(self, study, arrivals) -> list[str]:
+    def decide(self, study, arrivals: list[Arrival]) -> list[Decision]:
         n = len(arrivals)
-        w = study.num_slots
-        order = study.rng.permutation(n)  # simultaneous arrivals, in random order
+        w = max(study.num_slots, n)
+        order = self.rng.permutation(n)  # simultaneous arrivals, in random order
         phase = np.zeros(w, np.int32)
         score = np.zeros(w, np.float32)
         arrived = np.zeros(w, bool)
         for j, i in enumerate(order):
-            _, _, t, s, _ = arrivals[i]
-            phase[j], score[j], arrived[j] = t.phases - 1, s, True
+            a = arrivals[i]
+            phase[j], score[j], arrived[j] = a.phases - 1, a.score, True
         need = int(np.max(np.asarray(self.state.count))) + n
         if need > self.capacity:
             while self.capacity < need:
@@ -136,21 +164,26 @@ class AsyncPolicy:
             self._build()
         self.state, keep = self._decide(self.state, _cpu(phase), _cpu(score), _cpu(arrived))
         keep = np.asarray(keep)
-        actions = [""] * n
+        out: list[Decision] = [None] * n  # type: ignore[list-item]
         for j, i in enumerate(order):
-            _, _, t, _, bad = arrivals[i]
-            if bad:
-                actions[i] = "fail"
-            elif not keep[j]:
-                actions[i] = "evict"
-            elif t.phases >= study.num_phases:
-                actions[i] = "complete"
-            else:
-                actions[i] = "continue"
-        return actions
+            out[i] = _outcome(arrivals[i], bool(keep[j]), self.num_phases, self.spec.name)
+        return out
 
-    def after_tick(self, study) -> None:
-        pass
+    def after_tick(self, study) -> list[Decision]:
+        return []
+
+    def state_dict(self) -> dict:
+        return {"max_trials": self.max_trials, "capacity": self.capacity, "rng": generator_state(self.rng),
+                "scores": np.asarray(self.state.scores), "count": np.asarray(self.state.count)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.max_trials = None if d["max_trials"] is None else int(d["max_trials"])
+        self.capacity = int(d["capacity"])
+        self.rng = load_generator(d["rng"])
+        self.state = None
+        self._build()
+        self.state = _cpu(self.state.replace(scores=jnp.asarray(d["scores"], jnp.float32),
+                                             count=jnp.asarray(d["count"], jnp.int32)))
 
 
 MAX_PLANNED_TRIALS_PER_SLOT = 1000
@@ -175,6 +208,19 @@ class _Bracket:
             prev = r
         return total
 
+    def state_dict(self) -> dict:
+        return {"sizes": list(self.sizes), "rung": self.rung, "members": list(self.members),
+                "pending": list(self.pending), "reported": [[k, v] for k, v in self.reported.items()],
+                "active": self.active, "done": self.done}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.sizes = [int(s) for s in d["sizes"]]
+        self.rung = int(d["rung"])
+        self.members = [int(t) for t in d["members"]]
+        self.pending = collections.deque(int(t) for t in d["pending"])
+        self.reported = {int(k): float(v) for k, v in d["reported"]}
+        self.active, self.done = bool(d["active"]), bool(d["done"])
+
 
 class BracketPolicy:
     """Synchronous successive halving / Hyperband. Each bracket's rung ``i`` runs its trials to
@@ -184,8 +230,9 @@ class BracketPolicy:
     slots idle only while every started bracket waits on its stragglers. Bracket sizes are
     scaled so the whole plan fits the budget."""
 
-    def __init__(self, study, spec, max_trials: int | None):
+    def __init__(self, study, spec, max_trials: int | None, rng: np.random.Generator | None = None):
         self.eta = spec.eta
+        self.name = spec.name
         rungs = spec.brackets(study.num_phases)
         sizes = spec.bracket_sizes(study.num_phases)
         nominal = max(pool.steps for pool in study.pools) * study.seeds
@@ -222,26 +269,30 @@ class BracketPolicy:
                     total += b.sizes[0]
             brackets = kept
         self.brackets = brackets
-        self.owner: dict[int, _Bracket] = {}
+        self.owner: dict[int, int] = {}  # trial id -> bracket index
+        self.pool_of: dict[int, int] = {}  # trial id -> pool (bucket) index
 
-    def _activate(self, study, b: _Bracket) -> None:
+    def _activate(self, study, bi: int, next_id: int) -> list[Decision]:
+        """QUEUE decisions for a bracket's first rung (ids from ``next_id``)."""
+        b = self.brackets[bi]
         b.active = True
-        try:
-            u = study.proposer.ask(b.sizes[0])
-        except ValueError:  # the space is exhausted: run the bracket with what there is
-            study.exhausted = True
-            u = np.zeros((0, study.space.ndim))
-        # new trials wait in the bracket until a slot of their bucket frees up
-        for row, cfg in zip(u, study.space.configs(u) if len(u) else []):
-            pool = study.pools[bucket_of(cfg, study.structural, study.buckets)]
-            t = study.new_trial(row, cfg, pool)
-            b.members.append(t.id)
-            b.pending.append(t.id)
-            self.owner[t.id] = b
+        out = []
+        # fewer if the space is exhausted: the bracket runs with what there is
+        for row, cfg in study.take_proposals(b.sizes[0]):
+            pool = bucket_of(cfg, study.structural, study.buckets)
+            tid = next_id + len(out)
+            out.append(Decision(Action.QUEUE, tid, pool, -1, row, cfg))
+            b.members.append(tid)
+            b.pending.append(tid)
+            self.owner[tid] = bi
+            self.pool_of[tid] = pool
         if not b.members:
             b.done = True
+        return out
 
-    def fill(self, study) -> None:
+    def fill(self, study) -> list[Decision]:
+        out: list[Decision] = []
+        queued = 0
         for pool in study.pools:
             free = list(np.flatnonzero(pool.trial < 0))
             while free:
@@ -252,49 +303,49 @@ class BracketPolicy:
                     for tid in list(b.pending):
                         if not free:
                             break
-                        t = study.trials[tid]
-                        if t.bucket != pool.index:
+                        if self.pool_of[tid] != pool.index:
                             continue
-                        if not study.time_fits(b.rungs[b.rung] - t.phases):
+                        phases = study.trials[tid].phases if tid < len(study.trials) else 0
+                        if not study.time_fits(b.rungs[b.rung] - phases):
                             continue
                         b.pending.remove(tid)
-                        slot = int(free.pop(0))
-                        if tid in study.paused:
-                            saved, scores = study.paused.pop(tid)
-                            study.resume(pool, slot, t, saved, scores)
-                        else:
-                            study.occupy(pool, slot, t)
-                            pool.stage_new(slot)
+                        out.append(Decision(Action.RESUME, tid, pool.index, int(free.pop(0))))
                         placed = True
                 if free:
-                    nxt = next((b for b in self.brackets if not b.active), None)
-                    if nxt is None or not study.time_fits(nxt.rungs[0]):
+                    nxt = next((i for i, b in enumerate(self.brackets) if not b.active), None)
+                    if nxt is None or not study.time_fits(self.brackets[nxt].rungs[0]):
                         break
-                    self._activate(study, nxt)
+                    new = self._activate(study, nxt, len(study.trials) + queued)
+                    queued += len(new)
+                    out.extend(new)
                     placed = True
                 if not placed:
                     break
+        # QUEUE decisions first: a trial must exist before it takes a slot.
+        return [d for d in out if d.action is Action.QUEUE] + [d for d in out if d.action is not Action.QUEUE]
 
     def waiting(self, study) -> bool:
         return any(not b.done for b in self.brackets) and any(
             (not b.active) or b.pending or b.rung < len(b.rungs) - 1 for b in self.brackets if not b.done
         )
 
-    def decide(self, study, arrivals) -> list[str]:
-        actions = []
-        for _, _, t, score, bad in arrivals:
-            b = self.owner[t.id]
-            if bad:
-                b.reported[t.id] = -math.inf
-                actions.append("fail")
-            elif t.phases >= b.rungs[b.rung]:
-                b.reported[t.id] = score
-                actions.append("complete" if b.rung == len(b.rungs) - 1 else "pause")
+    def decide(self, study, arrivals: list[Arrival]) -> list[Decision]:
+        out = []
+        for a in arrivals:
+            b = self.brackets[self.owner[a.trial]]
+            if a.failed:
+                b.reported[a.trial] = -math.inf
+                out.append(Decision(Action.FAIL, a.trial, a.pool, a.slot, reason="non-finite values"))
+            elif a.phases >= b.rungs[b.rung]:
+                b.reported[a.trial] = a.score
+                last = b.rung == len(b.rungs) - 1
+                out.append(Decision(Action.COMPLETE if last else Action.PAUSE, a.trial, a.pool, a.slot))
             else:
-                actions.append("continue")
-        return actions
+                out.append(Decision(Action.CONTINUE, a.trial, a.pool, a.slot))
+        return out
 
-    def after_tick(self, study) -> None:
+    def after_tick(self, study) -> list[Decision]:
+        out = []
         for b in self.brackets:
             if not b.active or b.done or len(b.reported) < len(b.members):
                 continue
@@ -307,16 +358,26 @@ class BracketPolicy:
             top = ranked[: b.sizes[b.rung + 1]]
             for tid in b.members:
                 if tid not in top and study.trials[tid].status == "paused":
-                    study.trials[tid].status = "evicted"
-                    study.trials[tid].end_reason = study.scheduler_name
-                    study.paused.pop(tid, None)
-                    study.changed.add(tid)
+                    out.append(Decision(Action.EVICT, tid, reason=self.name))
             b.rung += 1
             b.members = list(top)
             b.pending.extend(top)
             b.reported = {}
             if not top:
                 b.done = True
+        return out
+
+    def state_dict(self) -> dict:
+        return {"brackets": [b.state_dict() for b in self.brackets],
+                "owner": [[k, v] for k, v in self.owner.items()], "pool_of": [[k, v] for k, v in self.pool_of.items()]}
+
+    def load_state_dict(self, d: dict) -> None:
+        if len(d["brackets"]) != len(self.brackets):
+            raise ValueError(f"{self.name}: saved state has {len(d['brackets'])} brackets, this plan {len(self.brackets)}")
+        for b, s in zip(self.brackets, d["brackets"]):
+            b.load_state_dict(s)
+        self.owner = {int(k): int(v) for k, v in d["owner"]}
+        self.pool_of = {int(k): int(v) for k, v in d["pool_of"]}
 
 
 def project(dim, values: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -344,37 +405,38 @@ class PBTPolicy:
     trial it copied, so lineages can be followed. A failed member is replaced the same way at
     once, not at the next interval."""
 
-    def __init__(self, study, spec: PBT, max_trials: int | None):
+    def __init__(self, study, spec: PBT, max_trials: int | None, rng: np.random.Generator | None = None):
         self.spec = spec
         self.started = False
         self.tuned = [n for n in study.space.names if n not in study.structural]
         self.key = jax.random.fold_in(study.key, 0xB7)
 
-    def fill(self, study) -> None:
+    def fill(self, study) -> list[Decision]:
         if self.started:
-            return
+            return []
         self.started = True
+        out: list[Decision] = []
         for pool in study.pools:
             for slot in range(pool.slots):
                 item = study.next_config(pool.index)
                 if item is None:
                     break
-                study.start(pool, slot, *item)
+                out.append(Decision(Action.START, len(study.trials) + len(out), pool.index, slot, *item))
+        return out
 
     def waiting(self, study) -> bool:
         return False
 
-    def decide(self, study, arrivals) -> list[str]:
+    def decide(self, study, arrivals: list[Arrival]) -> list[Decision]:
         # The population is evaluated at the end of its phases, or earlier if the next phase
         # would not end within max_seconds: PBT's answer is whatever the population holds then.
         last = not study.time_fits(1)
-        out = []
-        for _, _, t, _, bad in arrivals:
-            out.append("fail" if bad else ("complete" if last or t.phases >= study.num_phases else "continue"))
-        return out
+        return [Decision(Action.COMPLETE, a.trial, a.pool, a.slot) if last and not a.failed
+                else _outcome(a, True, study.num_phases, "") for a in arrivals]
 
-    def after_tick(self, study) -> None:
+    def after_tick(self, study) -> list[Decision]:
         exploit = study.tick % self.spec.interval == 0
+        out: list[Decision] = []
         for pool in study.pools:
             running = pool.trial >= 0
             # a slot freed this tick by a failure is still "taking part": it gets replaced
@@ -395,8 +457,8 @@ class PBTPolicy:
                 k_exp, _cpu(scores), hp, self.spec.quantile, self.spec.perturb, self.spec.resample_prob,
                 {n: _cpu(jnp.asarray(fresh[n], jnp.float32)) for n in self.tuned} if fresh else None, _cpu(active),
             )
-            source, replaced = np.asarray(source), np.asarray(replaced)
-            new_hp = {n: np.asarray(v) for n, v in new_hp.items()}
+            source, replaced = np.asarray(source).copy(), np.asarray(replaced).copy()
+            new_hp = {n: np.asarray(v).copy() for n, v in new_hp.items()}
             if not exploit:  # only the failed are replaced between intervals
                 keep = ~failed_slots
                 replaced = replaced & failed_slots
@@ -409,9 +471,19 @@ class PBTPolicy:
                 replaced[s] = True
                 for n in self.tuned:
                     new_hp[n][s] = pool.hp[n][source[s]]
-            if not replaced.any():
-                continue
-            self._apply(study, pool, source, new_hp, replaced)
+            for s in np.flatnonzero(replaced):
+                s = int(s)
+                parent = study.trials[pool.trial[source[s]]]
+                cfg = {k: v for k, v in parent.config.items() if k in study.space.names}
+                for n in self.tuned:
+                    prev = np.asarray([pool.hp[n][int(source[s])]])
+                    cfg[n] = float(project(study.space.dims[n], new_hp[n][s : s + 1], prev)[0])
+                    if isinstance(study.space.dims[n], Int):
+                        cfg[n] = int(cfg[n])
+                u = study.space.encode({k: [v] for k, v in cfg.items()})[0]
+                out.append(Decision(Action.EXPLOIT, len(study.trials) + len(out), pool.index, s, u, cfg,
+                                    source=parent.id, reason="pbt"))
+        return out
 
     def _fresh(self, study, n) -> dict[str, np.ndarray] | None:
         if self.spec.resample_prob <= 0:
@@ -420,72 +492,63 @@ class PBTPolicy:
         dec = study.space.decode(rows)
         return {name: np.asarray(dec[name], np.float64) for name in self.tuned}
 
-    def _apply(self, study, pool, source, new_hp, replaced) -> None:
-        size = jax.tree.leaves(pool.state)[0].shape[0]
-        member_source = np.arange(size)
-        parents = {s: pool.trial[source[s]] for s in np.flatnonzero(replaced)}
-        for s in np.flatnonzero(replaced):
-            member_source[pool.members_of(s)] = pool.members_of(int(source[s]))
-        pool.state = pool.runner.copy_from(pool.state, member_source)
-        pool.last_member_score = pool.last_member_score[member_source[: pool.members]]
-        for s in np.flatnonzero(replaced):
-            s = int(s)
-            parent = study.trials[parents[s]]
-            if pool.trial[s] >= 0:
-                study.release(pool, s, "evicted", "pbt")
-            cfg = {k: v for k, v in parent.config.items() if k in study.space.names}
-            for n in self.tuned:
-                cfg[n] = float(project(study.space.dims[n], new_hp[n][s : s + 1], np.asarray([pool.hp[n][int(source[s])]]))[0])
-                if isinstance(study.space.dims[n], Int):
-                    cfg[n] = int(cfg[n])
-            u = study.space.encode({k: [v] for k, v in cfg.items()})[0]
-            child = study.new_trial(u, cfg, pool, origin="pbt", parent=parent.id, phases=parent.phases)
-            study.occupy(pool, s, child)
+    def state_dict(self) -> dict:
+        return {"started": self.started, "key": key_state(self.key)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.started = bool(d["started"])
+        self.key = load_key(d["key"])
 
 
 class ExtrapolationPolicy(AsyncPolicy):
     """Learning-curve extrapolation with the BNN (see ``schedulers.Extrapolate``): refill as the
     asynchronous rules do; evict where P(score at the full budget > incumbent) < threshold.
     The incumbent is the best full-budget training score of a completed trial, in the same
-    units as the observations the surrogate is fit to."""
+    units as the observations the surrogate is fit to.
 
-    def __init__(self, study, spec, max_trials: int | None):
-        super().__init__(study, NoStopping(), max_trials)
+    ``model`` is a ``BNNProposer`` told every observation of the study (the study's proposer,
+    or a predictor the study tells as an observer): the policy only reads its predictions.
+    """
+
+    def __init__(self, study, spec, max_trials: int | None, rng: np.random.Generator, model=None, target=None):
+        super().__init__(study, NoStopping(), max_trials, rng)
+        if model is None:
+            raise ValueError("extrapolate: needs a BNN model told the study's observations")
         self.extrapolate = spec
-        from hyperjax.surrogate.proposer import BNNProposer
-
-        target = float(study.num_phases * max(p.steps for p in study.pools))
-        if isinstance(study.proposer, BNNProposer):
-            self.model = study.proposer
-        else:
-            from hyperjax.surrogate.bnn import BNNConfig
-
-            # a predictor only: fed the same observations, never asked for proposals
-            seed = int(jax.random.randint(jax.random.fold_in(study.key, 0xE7), (), 0, 2**31 - 1))
-            self.model = BNNProposer(study.space, seed=seed, target_budget=target,
-                                     config=BNNConfig(svi_steps=1000, svi_warm_steps=300, num_draws=64))
-            study.observers.append(self.model)
-        self.target = target
+        self.model = model
+        self.target = float(target if target is not None else study.num_phases * max(p.steps for p in study.pools))
         self.incumbent = -np.inf
         self.predict_seconds = 0.0
 
-    def decide(self, study, arrivals) -> list[str]:
-        actions = super().decide(study, arrivals)  # "none" rule: fail / complete / continue
-        for i, (_, _, t, score, bad) in enumerate(arrivals):
-            if actions[i] == "complete" and np.isfinite(score):
-                self.incumbent = max(self.incumbent, float(score))
-        check = [i for i, a in enumerate(actions)
-                 if a == "continue" and arrivals[i][2].phases >= self.extrapolate.min_phases]
+    def decide(self, study, arrivals: list[Arrival]) -> list[Decision]:
+        out = super().decide(study, arrivals)  # "none" rule: fail / complete / continue
+        for d, a in zip(out, arrivals):
+            if d.action is Action.COMPLETE and np.isfinite(a.score):
+                self.incumbent = max(self.incumbent, float(a.score))
+        check = [i for i, d in enumerate(out)
+                 if d.action is Action.CONTINUE and arrivals[i].phases >= self.extrapolate.min_phases]
         if not check or not np.isfinite(self.incumbent):
-            return actions
+            return out
         t0 = time.perf_counter()
         post = self.model.fit()
         if post is not None:
-            u = np.stack([arrivals[i][2].u for i in check])
+            u = np.stack([study.trials[arrivals[i].trial].u for i in check])
             means, _ = self.model.draws(u, self.target)  # (S, n) posterior draws, score units
             p_beat = (means > self.incumbent).mean(0)
             for j, i in enumerate(check):
                 if p_beat[j] < self.extrapolate.threshold:
-                    actions[i] = "evict"
+                    a = arrivals[i]
+                    out[i] = Decision(Action.EVICT, a.trial, a.pool, a.slot, reason=self.extrapolate.name)
         self.predict_seconds += time.perf_counter() - t0
-        return actions
+        return out
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "incumbent": float(self.incumbent), "predict_seconds": self.predict_seconds}
+
+    def load_state_dict(self, d: dict) -> None:
+        super().load_state_dict(d)
+        self.incumbent = float(d["incumbent"])
+        self.predict_seconds = float(d["predict_seconds"])
+
+
+POLICIES = {"asynchronous": AsyncPolicy, "brackets": BracketPolicy, "pbt": PBTPolicy, "extrapolate": ExtrapolationPolicy}

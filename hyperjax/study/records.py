@@ -8,9 +8,7 @@ resumed by a synchronous scheduler) and keeps its learning curve at every phase 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -44,6 +42,7 @@ class Trial:
     curve: list[float] = dataclasses.field(default_factory=list)
     curve_steps: list[int] = dataclasses.field(default_factory=list)
     curve_times: list[float] = dataclasses.field(default_factory=list)  # study seconds at each boundary
+    seed_curve: list[list[float]] = dataclasses.field(default_factory=list)  # per seed, at each boundary
     final_score: float = math.nan
     final_scores: list[float] = dataclasses.field(default_factory=list)  # per seed
     env_steps: int = 0  # env steps it consumed, all seeds together
@@ -89,62 +88,25 @@ class Trial:
         out.update({f"config/{k}": v for k, v in self.config.items()})
         return out
 
-    def to_json(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data (lists, numbers, strings; ``u`` an array); :meth:`from_state` inverts it."""
         d = dataclasses.asdict(self)
-        d["u"] = [float(x) for x in self.u]
-        d["config"] = {k: _jsonable(v) for k, v in self.config.items()}
+        d["u"] = np.asarray(self.u, np.float64)
+        d["seeds"] = list(self.seeds)
+        d["config"] = {k: _plain(v) for k, v in self.config.items()}
         return d
 
-
-def _jsonable(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, tuple):
-        return list(v)
-    return v
-
-
-class TrialLog:
-    """Append-only JSON-lines log: one line per trial each time it changes, flushed and synced
-    every tick, so a study killed at any moment keeps everything recorded up to its last tick.
-    ``load_trials`` reads the last line of every trial back."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = os.fspath(path)
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        self._f = open(self.path, "a", encoding="utf-8")
-
-    def write(self, trials: list[Trial], tick: int, seconds: float) -> None:
-        for t in trials:
-            self._f.write(json.dumps({"tick": tick, "seconds": seconds, "trial": t.to_json()}, allow_nan=True) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
-
-
-def load_trials(path: str | os.PathLike):
-    """The latest record of every trial in a :class:`TrialLog` file, as a DataFrame."""
-    import pandas as pd
-
-    latest: dict[int, dict] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a kill
-                continue
-            latest[rec["trial"]["id"]] = rec["trial"]
-    rows = []
-    for d in latest.values():
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> "Trial":
         d = dict(d)
-        d["u"] = np.asarray(d["u"])
-        rows.append(Trial(**d).row())
-    return pd.DataFrame(rows).sort_values("trial").reset_index(drop=True) if rows else pd.DataFrame()
+        d["u"] = np.asarray(d["u"], np.float64)
+        d["seeds"] = tuple(d["seeds"])
+        d["segments"] = [list(seg) for seg in d["segments"]]
+        return cls(**d)
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
 
 
 @dataclasses.dataclass
@@ -181,6 +143,7 @@ class StudyResult:
     timing: dict[str, float]
     slot_utilization: dict[str, float]
     buckets: list[dict[str, Any]]
+    proposer: Any = None
 
     @property
     def best_config(self) -> dict[str, Any] | None:
@@ -216,12 +179,12 @@ class StudyResult:
             raise ValueError("the study has no completed trial to evaluate")
         import jax
 
-        from hyperjax.population import get_runner, padded_size
+        from hyperjax.population import get_runner
 
         runner = get_runner(self.best_agent)
         n = len(self.best.seeds)
         keys = jax.random.split(jax.random.key(seed), n)
-        state = runner._put(self.best_state, padded_size(n, runner.mesh))
+        state = runner.place(self.best_state)
         returns = np.asarray(jax.device_get(runner.evaluate(keys, state, int(episodes))))[:n]
         return float(returns.mean())
 

@@ -1,30 +1,35 @@
-"""``tune``: one call that runs a study and returns its results."""
+"""``tune``: one call that runs a study; ``resume`` continues one from its store; ``load_study``
+reads one back."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
+import warnings
 from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
 
+from hyperjax import config as cfgmod
+from hyperjax import validate
 from hyperjax.agents.base import ActorCriticAgent
 from hyperjax.population import get_runner
 from hyperjax.proposers import PROPOSERS, make_proposer
+from hyperjax.rng import as_key, key_state, numpy_rng, seed_int
 from hyperjax.schedulers.specs import scheduler_spec
 from hyperjax.space import SearchSpace
+from hyperjax.store import StudyStore, check_directory, exists
 from hyperjax.study.buckets import allocate_slots, bucket_agent, enumerate_buckets, structural_names
-from hyperjax.study.engine import Pool, Study
-from hyperjax.study.policies import AsyncPolicy, BracketPolicy, ExtrapolationPolicy, PBTPolicy
+from hyperjax.study.engine import Pool, Study, check_proposals
+from hyperjax.study.policies import POLICIES
 from hyperjax.study.records import StudyResult
-from hyperjax.train import as_key
+from hyperjax.study.reader import load_study
 
 
 def _int(field: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"tune: {field}={value!r} must be an integer >= {low}")
-    return int(value)
+    return validate.integer("tune", field, value, low)
 
 
 def _resolve_agent(agent, env) -> ActorCriticAgent:
@@ -53,7 +58,10 @@ def tune(
     max_seconds: float | None = None,
     fixed: Mapping[str, float] | None = None,
     progress_fn: Callable[[int, dict], None] | None = None,
-    log_path: str | None = None,
+    callbacks: list | None = None,
+    store: str | None = None,
+    snapshot_every: int = 1,
+    keep_params: bool = True,
     devices: tuple | None = None,
 ) -> StudyResult:
     """Runs a hyperparameter study: trials flow through ``slots`` population slots.
@@ -77,18 +85,30 @@ def tune(
         ``hj.schedulers.HyperTrick(r=0.3)``.
       proposer: ``"sobol"``, ``"random"``, ``"bnn"`` (Bayesian-neural-network surrogate, Thompson
         batches; every phase boundary is an observation at its fidelity), ``"bnn-qei"``, or an
-        object with ``ask(k)``/``tell(u, scores, budgets)``.
+        object with ``ask(k)``/``tell(u, scores, budgets)`` (and ``state_dict``/
+        ``load_state_dict`` for exact resumes).
       seeds: seeds per trial; a trial's score is the mean over its seeds, and it fails if any does.
       seed: everything random flows from it (same seed, same study on the same machine).
       eval_episodes: greedy evaluation episodes per member when a trial completes.
       max_trials: cap on trials started (HyperTrick's ``N``; by default what the budget affords).
-      max_seconds: wall-clock cap: no trial starts that is not expected to finish in time, and
+      max_seconds: wall-clock cap on the study's own running time (summed over the processes
+        that ran it, when resumed): no trial starts that is not expected to finish in time, and
         the study stops at this time (running trials are then ``"stopped"``).
       fixed: values for traced hyperparameters the space does not tune (default: the agent's).
       progress_fn: called once per tick as ``progress_fn(env_steps_used, metrics)``.
-      log_path: append every trial change to this JSON-lines file (see ``load_trials``).
+      callbacks: callables ``callback(study, changes)`` called once per tick with what the tick
+        changed (``changes["trials"]``, ``["observations"]``, ``["decisions"]``,
+        ``["completed"]``); one that raises is disabled with a warning, the study goes on.
+      store: a directory for the study's store (``hyperjax.store``): every tick is recorded
+        there, the host state and device state are saved every ``snapshot_every`` ticks, and a
+        study killed at any moment continues with ``hj.resume(store)`` (or this same call). On
+        an existing store with the same configuration this call resumes it; with another it
+        raises ValueError naming every field that differs. ``hj.load_study(store)`` reads it.
+      snapshot_every: ticks between snapshots (resume points).
+      keep_params: keep every completed trial's final parameters in the store.
       devices: devices to shard each bucket's population over (default: all local devices).
     """
+    t0 = time.perf_counter()  # the study's clock includes building (and compiling) the pools
     # -- validate on the host, before anything is traced ----------------------------------------
     agent = _resolve_agent(agent, env)
     if not isinstance(space, SearchSpace):
@@ -101,10 +121,13 @@ def tune(
     trial_steps = _int("trial_steps", trial_steps, 1)
     eval_episodes = _int("eval_episodes", eval_episodes, 1)
     budget = _int("budget", budget, 1)
+    snapshot_every = _int("snapshot_every", snapshot_every, 1)
+    keep_params = validate.boolean("tune", "keep_params", keep_params)
+    key = as_key(seed, "tune: seed")
     if max_trials is not None:
         max_trials = _int("max_trials", max_trials, 1)
-    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
-        raise ValueError(f"tune: max_seconds={max_seconds!r} must be a number > 0")
+    if max_seconds is not None:
+        max_seconds = validate.number("tune", "max_seconds", max_seconds, low=0, low_open=True)
     if trial_steps < phase_steps:
         raise ValueError(f"tune: trial_steps={trial_steps} must be >= phase_steps={phase_steps}")
     num_phases = trial_steps // phase_steps
@@ -117,6 +140,14 @@ def tune(
             raise ValueError(f"tune: proposer={proposer!r} is unknown; allowed: {', '.join(PROPOSERS)}")
     elif not (hasattr(proposer, "ask") and hasattr(proposer, "tell")):
         raise ValueError(f"tune: proposer={proposer!r} must be a name or have ask(k) and tell(u, scores, budgets)")
+    if progress_fn is not None and not callable(progress_fn):
+        raise ValueError(f"tune: progress_fn={progress_fn!r} must be callable")
+    callbacks = list(callbacks or [])
+    for cb in callbacks:
+        if not callable(cb):
+            raise ValueError(f"tune: callbacks entry {cb!r} must be callable as callback(study, changes)")
+    if store is not None:
+        store = check_directory(store, "tune: store")
 
     structural = structural_names(space, agent)
     buckets, weights = enumerate_buckets(space, agent)
@@ -142,27 +173,178 @@ def tune(
                 f"tune: budget={budget} is smaller than what PBT runs (slots * seeds * trial_steps = {cost})"
             )
     per_bucket = allocate_slots(slots, weights)
-
-    # -- build -----------------------------------------------------------------------------
-    t0 = time.perf_counter()  # the study's clock includes building (and compiling) the pools
-    key = as_key(seed)
-    k_prop, k_pools, k_rng, k_study = jax.random.split(key, 4)
-    if isinstance(proposer, str):
-        seed_int = int(np.asarray(jax.random.randint(k_prop, (), 0, 2**31 - 1)))
-        extra = {"target_budget": float(num_phases * phase_steps)} if proposer.startswith("bnn") else {}
-        proposer = make_proposer(proposer, space, seed_int, **extra)
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(k_rng)).astype(np.uint64))
-    pools = []
-    offset = 0
     devs = None if devices is None else tuple(devices)
-    for i, (a, b, w) in enumerate(zip(agents, buckets, per_bucket)):
-        pools.append(Pool(i, b, a, get_runner(a, devs), int(w), offset, seeds, phase_steps, k_pools, base_hp))
-        offset += int(w)
-    study = Study(agent=agent, space=space, structural=structural, buckets=buckets, pools=pools, proposer=proposer,
-                  num_phases=num_phases, seeds=seeds, budget=budget, max_seconds=max_seconds,
-                  eval_episodes=eval_episodes, base_hp=base_hp, rng=rng, key=k_study, progress_fn=progress_fn,
-                  log_path=log_path, scheduler_name=spec.name, t0=t0)
-    policy_cls = {"asynchronous": AsyncPolicy, "brackets": BracketPolicy, "pbt": PBTPolicy,
-                  "extrapolate": ExtrapolationPolicy}[spec.kind]
-    policy = policy_cls(study, spec, max_trials)
-    return study.run(policy)
+    n_devices = len(devs) if devs is not None else len(jax.local_devices())
+
+    config = {
+        "agent": cfgmod.agent_to_dict(agent), "space": cfgmod.space_to_dict(space),
+        "scheduler": cfgmod.scheduler_to_dict(spec),
+        "proposer": proposer if isinstance(proposer, str) else {"object": type(proposer).__qualname__},
+        "budget": budget, "phase_steps": phase_steps, "trial_steps": trial_steps, "slots": slots, "seeds": seeds,
+        "seed": seed if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) else {"key": key_state(key)},
+        "eval_episodes": eval_episodes, "max_trials": max_trials, "max_seconds": max_seconds,
+        "fixed": {k: float(v) for k, v in (fixed or {}).items()}, "devices": n_devices,
+    }
+    config = cfgmod._plain(config)
+
+    # -- the store: new, or a study to resume -----------------------------------------------------
+    writer = None
+    if store is not None:
+        resuming = exists(store)
+        if resuming:
+            meta = load_meta(store)
+            differs = cfgmod.diff(meta["config"], config)
+            if differs:
+                raise ValueError(f"tune: store={store!r} holds a study with another configuration; differing fields: "
+                                 + "; ".join(differs) + " (use another store directory, or hj.resume(store))")
+            if meta.get("status") == "finished":
+                return load_study(store)
+        writer = StudyStore(store, snapshot_every=snapshot_every, keep_params=keep_params)
+        if not resuming:
+            writer.create(config, _versions())
+
+    try:
+        k_prop, k_pools, k_rng, k_study = jax.random.split(key, 4)
+        if isinstance(proposer, str):
+            extra = {"target_budget": float(num_phases * phase_steps)} if proposer.startswith("bnn") else {}
+            proposer = make_proposer(proposer, space, seed_int(k_prop), **extra)
+        # The first proposals are asked for before anything is compiled, so a proposer that
+        # returns garbage fails at once.
+        first = None
+        if writer is None or not writer.resume_points():
+            k0 = max(8, slots)
+            try:
+                raw = proposer.ask(k0)
+            except ValueError:  # nothing to propose: the study ends at once, with no trial
+                raw = None
+            if raw is not None:
+                first = check_proposals(proposer, raw, k0, space.ndim)
+        observers = []
+        model = None
+        if spec.kind == "extrapolate":
+            model = _predictor(proposer, space, k_study, float(num_phases * phase_steps))
+            if model is not proposer:
+                observers.append(model)
+
+        # -- build ---------------------------------------------------------------------------
+        pools = []
+        offset = 0
+        for i, (a, b, w) in enumerate(zip(agents, buckets, per_bucket)):
+            pools.append(Pool(i, b, a, get_runner(a, devs), int(w), offset, seeds, phase_steps, k_pools, base_hp))
+            offset += int(w)
+        cbs = ([_progress_callback(progress_fn)] if progress_fn is not None else []) + callbacks
+        study = Study(agent=agent, space=space, structural=structural, buckets=buckets, pools=pools, proposer=proposer,
+                      num_phases=num_phases, seeds=seeds, budget=budget, max_seconds=max_seconds,
+                      eval_episodes=eval_episodes, base_hp=base_hp, key=k_study, scheduler_name=spec.name,
+                      observers=observers, store=writer, callbacks=cbs, t0=t0)
+        if first is not None:
+            study.proposed.extend(zip(first, space.configs(first)))
+        extra = {"model": model} if model is not None else {}
+        policy = POLICIES[spec.kind](study, spec, max_trials, numpy_rng(k_rng), **extra)
+        study.setup_seconds = study.now()
+        if writer is not None:
+            _restore(writer, study, policy)
+        return study.run(policy)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _restore(writer: StudyStore, study: Study, policy) -> None:
+    """Continues from the newest usable snapshot of the store (a damaged checkpoint falls back
+    to the one before); with none, the store's records are cleared for a fresh start."""
+    for tick in writer.resume_points():
+        state = writer.snapshot(tick)
+        like = study.device_state()
+        pools = {t["id"]: t["bucket"] for t in state["trials"]}
+        # one trial's members as the pool's take() leaves them (shapes, dtypes, shardings)
+        like["paused"] = {str(tid): study.pools[pools[tid]].take(0) for tid, _ in state["paused"]}
+        like["best"] = None if state["best"] < 0 else study.pools[pools[state["best"]]].take(0)
+        try:
+            device = writer.checkpoints.restore(tick, like)
+        except Exception as e:  # a damaged checkpoint: the one before it
+            warnings.warn(f"store: the checkpoint of tick {tick} could not be read ({type(e).__name__}: {e}); "
+                          "resuming from an earlier one", stacklevel=3)
+            continue
+        setup = study.now()
+        study.load_state_dict(state, policy, device)
+        study.t0 -= setup  # this process's setup counts towards the study's running time
+        study.setup_seconds += setup
+        writer.rewind(tick, study.trials)
+        return
+    writer.rewind(0, [])
+
+
+def _predictor(proposer, space, key, target: float):
+    """The BNN the extrapolation scheduler reads: the study's own BNN proposer, or a predictor
+    fed the same observations and never asked for proposals."""
+    from hyperjax.surrogate.bnn import BNNConfig
+    from hyperjax.surrogate.proposer import BNNProposer
+
+    if isinstance(proposer, BNNProposer):
+        return proposer
+    seed = seed_int(jax.random.fold_in(key, 0xE7))
+    return BNNProposer(space, seed=seed, target_budget=target,
+                       config=BNNConfig(svi_steps=1000, svi_warm_steps=300, num_draws=64))
+
+
+def _progress_callback(progress_fn):
+    def progress(study, changes):
+        if changes.get("final"):
+            return
+        counts = study.counts()
+        progress_fn(study.used, {
+            "study/tick": study.tick,
+            "study/seconds": study.now(),
+            "study/trials": len(study.trials),
+            "study/running": counts["running"],
+            "study/completed": counts["completed"],
+            "study/evicted": counts["evicted"],
+            "study/failed": counts["failed"],
+            "study/best_score": study.best.final_score if study.best else math.nan,
+            "study/slot_utilization": study.busy_ticks[0] / max(study.busy_ticks[1], 1),
+        })
+
+    return progress
+
+
+def _versions() -> dict:
+    import hyperjax
+
+    return {"hyperjax": hyperjax.__version__, "jax": jax.__version__, "devices": [str(d) for d in jax.local_devices()]}
+
+
+def load_meta(directory: str) -> dict:
+    from hyperjax.store import connect, read_meta
+
+    conn = connect(directory, readonly=True)
+    try:
+        return read_meta(conn)
+    finally:
+        conn.close()
+
+
+def resume(store: str, *, proposer: Any = None, progress_fn: Callable | None = None, callbacks: list | None = None,
+           devices: tuple | None = None) -> StudyResult:
+    """Continues the study in ``store`` from its last committed snapshot (a finished study is
+    returned as it is). The configuration is read from the store; a study that used a custom
+    proposer object needs it passed again as ``proposer``."""
+    store = check_directory(store, "resume: store")
+    if not exists(store):
+        raise ValueError(f"resume: store={store!r} holds no hyperjax study")
+    c = load_meta(store)["config"]
+    if isinstance(c["proposer"], dict):
+        if proposer is None or type(proposer).__qualname__ != c["proposer"]["object"]:
+            raise ValueError(f"resume: the study used a {c['proposer']['object']} proposer object; pass it as proposer=")
+    else:
+        proposer = c["proposer"]
+    seed = c["seed"]
+    if isinstance(seed, dict):
+        from hyperjax.rng import load_key
+
+        seed = load_key(seed["key"])
+    return tune(cfgmod.agent_from_dict(c["agent"]), cfgmod.space_from_dict(c["space"]),
+                budget=c["budget"], phase_steps=c["phase_steps"], trial_steps=c["trial_steps"], slots=c["slots"],
+                scheduler=cfgmod.scheduler_from_dict(c["scheduler"]), proposer=proposer, seeds=c["seeds"], seed=seed,
+                eval_episodes=c["eval_episodes"], max_trials=c["max_trials"], max_seconds=c["max_seconds"],
+                fixed=c["fixed"] or None, progress_fn=progress_fn, callbacks=callbacks, store=store, devices=devices)

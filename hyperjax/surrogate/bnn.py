@@ -165,6 +165,15 @@ class Posterior:
     y_std: float
     num_layers: int
 
+    def state_dict(self) -> dict:
+        return {"draws": {k: np.asarray(v) for k, v in self.draws.items()}, "y_mean": self.y_mean,
+                "y_std": self.y_std, "num_layers": self.num_layers}
+
+    @classmethod
+    def from_state(cls, d: dict) -> "Posterior":
+        return cls({k: jax.numpy.asarray(v) for k, v in d["draws"].items()}, float(d["y_mean"]), float(d["y_std"]),
+                   int(d["num_layers"]))
+
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``x (n, F)`` -> means and noise scales ``(S, n)`` in the scores' own units."""
         x = np.asarray(x, np.float32)
@@ -303,6 +312,14 @@ class BNN:
         self._params = None  # last SVI guide params (warm start), leading axis: members
         self._features = None  # the feature count they belong to
         self._anchors = None  # each member's fixed prior function (leading axis: members)
+
+    def state_dict(self) -> dict:
+        """The warm-start state (last guide parameters, prior functions) as arrays."""
+        host = lambda t: None if t is None else {k: np.asarray(v) for k, v in t.items()}  # noqa: E731
+        return {"params": host(self._params), "features": self._features, "anchors": host(self._anchors)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self._params, self._features, self._anchors = d["params"], d["features"], d["anchors"]
 
     def prepare(self, n: int, features: int) -> None:
         """Starts compiling, on a worker thread, the SVI programs fits of about ``n``

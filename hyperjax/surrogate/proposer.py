@@ -30,7 +30,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from hyperjax.proposers import _DedupProposer, config_key
+from hyperjax.dedup import DedupProposer, config_key
+from hyperjax.rng import generator_state, key_state, load_generator, load_key
 from hyperjax.space import Choice, SearchSpace
 from hyperjax.surrogate.bnn import BNN, BNNConfig, Posterior
 
@@ -116,7 +117,7 @@ class Warp:
         return self._d_exact(np.clip(w, self.lo, self.hi)) * self.std
 
 
-class BNNProposer(_DedupProposer):
+class BNNProposer(DedupProposer):
     """Ask/tell over a :class:`~hyperjax.surrogate.bnn.BNN` surrogate.
 
     Args:
@@ -151,6 +152,7 @@ class BNNProposer(_DedupProposer):
         self.min_observations = min_observations or 2 * space.ndim + 2
         self.num_candidates, self.num_top, self.num_local, self.local_scale = num_candidates, num_top, num_local, local_scale
         self._key = jax.random.key(seed)
+        self._seed = seed
         self._sobol = qmc.Sobol(space.ndim, scramble=True, seed=seed)
         self._rng = np.random.default_rng(seed)
         self.posterior: Posterior | None = None
@@ -162,6 +164,33 @@ class BNNProposer(_DedupProposer):
         self._num_features = features(space, np.full((1, space.ndim), 0.5)).shape[1] + 1  # + fidelity
         if precompile:
             self.bnn.prepare(self.min_observations, self._num_features)
+
+    # -- saving and loading ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """History, PRNG key, Sobol position, generator, the fitted posterior, its warp and the
+        BNN's warm-start state: a proposer loaded from it proposes exactly what this one would."""
+        return {**super().state_dict(), "key": key_state(self._key), "sobol": int(self._sobol.num_generated),
+                "seed": self._seed, "rng": generator_state(self._rng),
+                "posterior": None if self.posterior is None else self.posterior.state_dict(),
+                "fitted_on": self._fitted_on, "fit_seconds": list(self.fit_seconds),
+                "warp": dataclasses.asdict(self.warp), "bnn": self.bnn.state_dict()}
+
+    def load_state_dict(self, d: dict) -> None:
+        from scipy.stats import qmc
+
+        super().load_state_dict(d)
+        self._key = load_key(d["key"])
+        self._seed = d["seed"]
+        self._sobol = qmc.Sobol(self.space.ndim, scramble=True, seed=self._seed)
+        self._sobol.fast_forward(int(d["sobol"]))
+        self._rng = load_generator(d["rng"])
+        self.posterior = None if d["posterior"] is None else Posterior.from_state(d["posterior"])
+        self._fitted_on = int(d["fitted_on"])
+        self.fit_seconds = [float(x) for x in d["fit_seconds"]]
+        self.warp = Warp(**{k: float(v) for k, v in d["warp"].items()})
+        self.bnn.load_state_dict(d["bnn"])
+        if self._precompile and len(self.history_score):
+            self.bnn.prepare(max(len(self.history_score), self.min_observations), self._num_features)
 
     # -- fallbacks -----------------------------------------------------------------------------
     def _draw(self, n: int) -> np.ndarray:

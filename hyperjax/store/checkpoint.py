@@ -1,0 +1,94 @@
+"""Device state on disk: orbax checkpoints of pytrees, one directory per tick.
+
+``Checkpoints(root)`` keeps ``root/tick_00000042`` directories. Orbax writes each into a
+temporary directory and renames it when complete, so a directory with the final name is a
+complete checkpoint; a save cut short by a kill leaves only a temporary one, which is ignored
+and removed. Saves run in the background (orbax's async checkpointer): a tick starts its save
+and goes on training; the next save waits for the previous one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from typing import Any
+
+import jax
+
+_NAME = re.compile(r"^tick_(\d{8})$")
+
+
+def _abstract(x):
+    import orbax.checkpoint as ocp
+
+    return ocp.utils.to_shape_dtype_struct(x)
+
+
+class Checkpoints:
+    """Tick-numbered orbax checkpoints under ``root``."""
+
+    def __init__(self, root: str):
+        import orbax.checkpoint as ocp
+
+        self.root = os.path.abspath(root)
+        os.makedirs(self.root, exist_ok=True)
+        self._ckpt = ocp.StandardCheckpointer()
+
+    def path(self, tick: int) -> str:
+        return os.path.join(self.root, f"tick_{int(tick):08d}")
+
+    def save(self, tick: int, tree: Any) -> None:
+        """Starts writing ``tree`` as tick ``tick`` (returns before the write is done)."""
+        path = self.path(tick)
+        if os.path.exists(path):  # left by a run that did not commit this tick: rewritten
+            shutil.rmtree(path)
+        self._ckpt.save(path, tree)
+
+    def wait(self) -> None:
+        """Blocks until every save started has been written."""
+        self._ckpt.wait_until_finished()
+
+    def complete(self) -> list[int]:
+        """Ticks with a complete checkpoint, ascending."""
+        if not os.path.isdir(self.root):
+            return []
+        return sorted(int(m.group(1)) for m in map(_NAME.match, os.listdir(self.root)) if m)
+
+    def restore(self, tick: int, like: Any) -> Any:
+        """Tick ``tick``'s tree, shaped, typed and sharded like ``like`` (arrays or
+        ``jax.ShapeDtypeStruct``s); ``None`` leaves of ``like`` stay ``None``."""
+        target = jax.tree.map(_abstract, like)
+        return self._ckpt.restore(self.path(tick), target)
+
+    def metadata(self, tick: int) -> Any:
+        """The saved tree's structure with shapes and dtypes (no data read)."""
+        return self._ckpt.metadata(self.path(tick))
+
+    def restore_saved(self, tick: int) -> Any:
+        """Tick ``tick``'s tree as it was saved, on the default device (for readers that do not
+        know its structure)."""
+        meta = self.metadata(tick)
+        tree = getattr(meta, "item_metadata", meta)
+        tree = getattr(tree, "tree", tree)
+        dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        like = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=dev), tree,
+                            is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+        return self._ckpt.restore(self.path(tick), like)
+
+    def remove(self, ticks) -> None:
+        """Deletes the checkpoints of ``ticks`` and any temporary directories left by kills."""
+        for t in ticks:
+            shutil.rmtree(self.path(t), ignore_errors=True)
+
+    def remove_partial(self) -> None:
+        """Deletes what interrupted saves left behind (anything but complete checkpoints)."""
+        if not os.path.isdir(self.root):
+            return
+        for name in os.listdir(self.root):
+            if not _NAME.match(name):
+                shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+
+    def close(self) -> None:
+        self.wait()
+        self._ckpt.close()

@@ -1,0 +1,289 @@
+"""The study store: one directory, one writer, many readers.
+
+::
+
+    DIR/study.sqlite     SQLite (WAL): the study, trials, observations, segments, decisions,
+                         ticks and the host-state snapshots; one transaction per tick
+    DIR/checkpoints/     orbax: every pool's members, paused members, the best trial's, at
+                         snapshot ticks (the last ``keep`` kept)
+    DIR/params/          orbax: the final members of trials as they complete (``keep_params``)
+    DIR/lock             held (flock) by the process writing the store
+
+Tables (readable with ``sqlite3`` or ``pandas.read_sql`` without hyperjax; JSON in TEXT columns):
+
+- ``study(key, value)``: ``config`` (the whole study configuration), ``versions``, ``created``,
+  ``status`` (``running``/``finished``), ``summary`` (counters, timing, best) as JSON.
+- ``trials``: one row per trial (``id``, ``status``, ``end_reason``, ``bucket``, ``origin``,
+  ``parent``, ``phases``, ``start_phase``, ``final_score``, ``final_scores``, ``env_steps``,
+  ``compute_seconds``, ``config``, ``u``, ``params_tick``: the ``params/`` checkpoint holding its
+  final members, or NULL).
+- ``observations``: every phase boundary of every trial (``trial``, ``phase`` (0-based index in
+  its curve), ``env_steps`` per member, ``score`` (mean over seeds; NULL if non-finite),
+  ``seed_scores`` (JSON), ``seconds`` (study clock), ``tick``).
+- ``segments``: which slot a trial held when (``trial``, ``idx``, ``slot``, ``start``, ``end``,
+  ``start_tick``, ``end_tick``).
+- ``decisions``: every decision (``tick``, ``seq``, ``action``, ``trial``, ``pool``, ``slot``,
+  ``source``, ``reason``).
+- ``ticks``: one row per tick (``tick``, ``seconds``, ``env_steps``, ``trials``, ``running``,
+  ``best_trial``, ``best_score``, ``snapshot``: 1 where the host state and a checkpoint were saved).
+- ``snapshots(tick, state)``: the host state (msgpack, see ``serialize``) at snapshot ticks.
+
+A tick whose checkpoint did not complete (a kill during the write) is not a resume point: the
+study resumes from the newest snapshot whose checkpoint is complete and restores, and the ticks
+after it are run again (on the same machine and device count, with the same results).
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import math
+import os
+import sqlite3
+from typing import Any
+
+import numpy as np
+
+from hyperjax.store import serialize
+from hyperjax.store.checkpoint import Checkpoints
+
+FILE = "study.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS study (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS trials (
+    id INTEGER PRIMARY KEY, status TEXT, end_reason TEXT, bucket INTEGER, origin TEXT, parent INTEGER,
+    phases INTEGER, start_phase INTEGER, final_score REAL, final_scores TEXT, env_steps INTEGER,
+    compute_seconds REAL, config TEXT, u TEXT, seeds INTEGER, params_tick INTEGER);
+CREATE TABLE IF NOT EXISTS observations (
+    trial INTEGER, phase INTEGER, env_steps INTEGER, score REAL, seed_scores TEXT, seconds REAL, tick INTEGER,
+    PRIMARY KEY (trial, phase));
+CREATE TABLE IF NOT EXISTS segments (
+    trial INTEGER, idx INTEGER, slot INTEGER, start REAL, "end" REAL, start_tick INTEGER, end_tick INTEGER,
+    PRIMARY KEY (trial, idx));
+CREATE TABLE IF NOT EXISTS decisions (
+    tick INTEGER, seq INTEGER, action TEXT, trial INTEGER, pool INTEGER, slot INTEGER, source INTEGER, reason TEXT,
+    PRIMARY KEY (tick, seq));
+CREATE TABLE IF NOT EXISTS ticks (
+    tick INTEGER PRIMARY KEY, seconds REAL, env_steps INTEGER, trials INTEGER, running INTEGER,
+    best_trial INTEGER, best_score REAL, snapshot INTEGER);
+CREATE TABLE IF NOT EXISTS snapshots (tick INTEGER PRIMARY KEY, state BLOB);
+"""
+
+
+class StoreLocked(RuntimeError):
+    """Another live process is writing the store."""
+
+
+def _num(x) -> float | None:
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+def _json(x) -> str:
+    return json.dumps(x, default=lambda v: v.item() if isinstance(v, np.generic) else list(v))
+
+
+def check_directory(directory: Any, field: str = "store") -> str:
+    """``directory`` as an absolute path a store can be made in, or ValueError naming the
+    problem (empty, not a path, an existing file, a parent that is a file or not writable)."""
+    if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
+        raise ValueError(f"{field}={directory!r} must be a directory path")
+    path = os.path.abspath(os.fspath(directory))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{field}={os.fspath(directory)!r} exists and is not a directory")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{field}={os.fspath(directory)!r}: {parent!r} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{field}={os.fspath(directory)!r}: {parent!r} is not writable")
+    return path
+
+
+def exists(directory: str) -> bool:
+    return os.path.isfile(os.path.join(directory, FILE))
+
+
+def connect(directory: str, readonly: bool = False) -> sqlite3.Connection:
+    path = os.path.join(directory, FILE)
+    if readonly:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{directory!r} holds no hyperjax study ({FILE} is missing)")
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    else:
+        conn = sqlite3.connect(path, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # a committed tick survives a power cut too
+        conn.executescript(_SCHEMA)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def read_meta(conn: sqlite3.Connection) -> dict[str, Any]:
+    return {r["key"]: json.loads(r["value"]) for r in conn.execute("SELECT key, value FROM study")}
+
+
+class StudyStore:
+    """The writer: creates or reopens the store in ``directory`` and holds its lock.
+
+    Args:
+      directory: the store's directory (created if missing).
+      snapshot_every: ticks between snapshots of the host state and device checkpoints (the
+        resume points; records are written every tick regardless).
+      keep: snapshots (and checkpoints) kept; older ones are pruned.
+      keep_params: keep every completed trial's final members under ``params/``.
+    """
+
+    def __init__(self, directory: str, snapshot_every: int = 1, keep: int = 2, keep_params: bool = True):
+        self.directory = check_directory(directory)
+        os.makedirs(self.directory, exist_ok=True)
+        self._lock_file = open(os.path.join(self.directory, "lock"), "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            holder = self._lock_file.read().strip() or "another process"
+            self._lock_file.close()
+            raise StoreLocked(
+                f"store {self.directory!r} is being written by {holder}; one writer at a time "
+                "(read it with hj.load_study while it runs)"
+            ) from None
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(f"pid {os.getpid()}")
+        self._lock_file.flush()
+        self.snapshot_every, self.keep, self.keep_params = int(snapshot_every), int(keep), bool(keep_params)
+        self.conn = connect(self.directory)
+        self.checkpoints = Checkpoints(os.path.join(self.directory, "checkpoints"))
+        self.params = Checkpoints(os.path.join(self.directory, "params"))
+        self.seconds = {"sqlite": 0.0, "checkpoint": 0.0}
+
+    # -- the study row -------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        return read_meta(self.conn)
+
+    def create(self, config: dict, versions: dict) -> None:
+        """Starts a new study in an empty store."""
+        with self.conn:
+            now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            for k, v in (("config", config), ("versions", versions), ("created", now), ("status", "running")):
+                self.conn.execute("INSERT OR REPLACE INTO study VALUES (?, ?)", (k, _json(v)))
+
+    # -- resume points ---------------------------------------------------------------------------
+    def resume_points(self) -> list[int]:
+        """Snapshot ticks whose checkpoints (and the final-params checkpoints they rely on)
+        are complete, newest first."""
+        done = set(self.checkpoints.complete())
+        params_done = set(self.params.complete())
+        needed = sorted(r[0] for r in self.conn.execute("SELECT DISTINCT params_tick FROM trials WHERE params_tick IS NOT NULL"))
+        out = []
+        for (tick,) in self.conn.execute("SELECT tick FROM snapshots ORDER BY tick DESC"):
+            if tick in done and all(p in params_done for p in needed if p <= tick):
+                out.append(int(tick))
+        return out
+
+    def snapshot(self, tick: int) -> dict:
+        row = self.conn.execute("SELECT state FROM snapshots WHERE tick = ?", (tick,)).fetchone()
+        return serialize.loads(row[0])
+
+    def rewind(self, tick: int, trials: list) -> None:
+        """Makes the records agree with the host state of ``tick`` (the resume point): rows of
+        later ticks are deleted (they are recorded again, identically, as the study re-runs them)
+        and every trial row is rewritten from ``trials``. ``tick = 0``: a fresh start."""
+        with self.conn:
+            for table in ("observations", "decisions"):
+                self.conn.execute(f"DELETE FROM {table} WHERE tick > ?", (tick,))
+            self.conn.execute("DELETE FROM ticks WHERE tick > ?", (tick,))
+            self.conn.execute("DELETE FROM snapshots WHERE tick > ?", (tick,))
+            self.conn.execute("DELETE FROM trials WHERE id >= ?", (len(trials),))
+            self.conn.execute("DELETE FROM segments WHERE trial >= ?", (len(trials),))
+            params_tick = dict(self.conn.execute("SELECT id, params_tick FROM trials").fetchall())
+            for t in trials:
+                pt = params_tick.get(t.id)
+                self._write_trial(t, pt if pt is not None and pt <= tick else None)
+            self.conn.execute("INSERT OR REPLACE INTO study VALUES ('status', ?)", (_json("running"),))
+        later = [t for t in self.checkpoints.complete() if t > tick]
+        self.checkpoints.remove(later)
+        self.checkpoints.remove_partial()
+        self.params.remove([t for t in self.params.complete() if t > tick])
+        self.params.remove_partial()
+
+    # -- writing a tick --------------------------------------------------------------------------
+    def _write_trial(self, t, params_tick) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (t.id, t.status, t.end_reason, t.bucket, t.origin, t.parent, t.phases, t.start_phase, _num(t.final_score),
+             _json(t.final_scores), t.env_steps, t.compute_seconds, _json(t.config), _json([float(x) for x in t.u]),
+             len(t.seeds), params_tick))
+        self.conn.execute("DELETE FROM segments WHERE trial = ?", (t.id,))
+        self.conn.executemany(
+            "INSERT INTO segments VALUES (?,?,?,?,?,?,?)",
+            [(t.id, i, s[0], _num(s[1]), _num(s[2]), s[3], s[4]) for i, s in enumerate(t.segments)])
+
+    def persist(self, study, policy, changes: dict, final: bool = False) -> None:
+        """Writes what tick ``study.tick`` changed; at snapshot ticks also the host state and a
+        checkpoint of the device state (started first, written in the background)."""
+        import time
+
+        tick = study.tick
+        t0 = time.perf_counter()
+        snap = not final and tick > 0 and tick % self.snapshot_every == 0
+        completed = changes["completed"] if self.keep_params else {}
+        if completed:
+            self.params.save(tick, {str(k): v for k, v in completed.items()})
+        if snap:
+            self.checkpoints.save(tick, study.device_state())
+        t1 = time.perf_counter()
+        state = serialize.dumps(study.state_dict(policy)) if snap else None
+        counts = study.counts()
+        summary = study.summary_record()
+        with self.conn:
+            params_tick = dict(self.conn.execute(
+                f"SELECT id, params_tick FROM trials WHERE id IN ({','.join('?' * len(changes['trials']))})",
+                sorted(changes["trials"])).fetchall()) if changes["trials"] else {}
+            for tid in sorted(changes["trials"]):
+                self._write_trial(study.trials[tid], tick if tid in completed else params_tick.get(tid))
+            rows = []
+            for tid, i in changes["observations"]:
+                t = study.trials[tid]
+                rows.append((tid, i, t.curve_steps[i], _num(t.curve[i]), _json(t.seed_curve[i]), t.curve_times[i], tick))
+            self.conn.executemany("INSERT OR REPLACE INTO observations VALUES (?,?,?,?,?,?,?)", rows)
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?,?,?,?)",
+                [(tick, i, d.action.value, d.trial, d.pool, d.slot, d.source, d.reason)
+                 for i, d in enumerate(changes["decisions"])])
+            if not final:
+                best = study.best
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO ticks VALUES (?,?,?,?,?,?,?,?)",
+                    (tick, study.now(), study.used, len(study.trials), counts.get("running", 0),
+                     -1 if best is None else best.id, None if best is None else _num(best.final_score), int(snap)))
+            if snap:
+                self.conn.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?)", (tick, state))
+                old = [r[0] for r in self.conn.execute(
+                    "SELECT tick FROM snapshots ORDER BY tick DESC LIMIT -1 OFFSET ?", (self.keep,))]
+                self.conn.executemany("DELETE FROM snapshots WHERE tick = ?", [(t,) for t in old])
+            self.conn.execute("INSERT OR REPLACE INTO study VALUES ('summary', ?)", (_json(summary),))
+            self.conn.execute("INSERT OR REPLACE INTO study VALUES ('status', ?)",
+                              (_json("finished" if final else "running"),))
+        t2 = time.perf_counter()
+        if snap:
+            kept = {r[0] for r in self.conn.execute("SELECT tick FROM snapshots")}
+            self.checkpoints.remove([t for t in self.checkpoints.complete() if t not in kept and t < min(kept)])
+        if final:
+            self.checkpoints.wait()
+            self.params.wait()
+        self.seconds["checkpoint"] += (t1 - t0) + (time.perf_counter() - t2)
+        self.seconds["sqlite"] += t2 - t1
+
+    def close(self) -> None:
+        """Waits for checkpoint writes, closes the database and releases the lock."""
+        try:
+            self.checkpoints.close()
+            self.params.close()
+            self.conn.close()
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()

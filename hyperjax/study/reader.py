@@ -1,0 +1,118 @@
+"""Reading a study back from its store: ``load_study(dir)`` returns the ``StudyResult`` a live
+study returns, from a finished, killed or running study (the store is opened read-only)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from hyperjax import config as cfgmod
+from hyperjax.store import check_directory, connect, exists, read_meta
+from hyperjax.study.buckets import bucket_agent, enumerate_buckets
+from hyperjax.study.records import StudyResult, Trial
+
+
+def member_like(agent, seeds: int, base_hp: dict[str, float]) -> Any:
+    """Shapes and dtypes (``jax.ShapeDtypeStruct`` on the first device) of one trial's members
+    ``(seeds, ...)`` for ``agent``: what a checkpoint is restored into."""
+    hp = agent.hparams(**base_hp)
+    keys = jax.random.split(jax.random.key(0), seeds)
+    shapes = jax.eval_shape(jax.vmap(lambda k: agent.init(k, hp)), keys)
+    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=dev), shapes)
+
+
+def _float(x) -> float:
+    return math.nan if x is None else float(x)
+
+
+def read_trials(conn) -> list[Trial]:
+    """Every trial of a store, with its curve and slot segments."""
+    trials = {}
+    for r in conn.execute("SELECT * FROM trials ORDER BY id"):
+        trials[r["id"]] = Trial(
+            id=r["id"], config=json.loads(r["config"]), u=np.asarray(json.loads(r["u"]), np.float64), bucket=r["bucket"],
+            seeds=tuple(range(r["seeds"])), origin=r["origin"], parent=r["parent"], status=r["status"],
+            end_reason=r["end_reason"], phases=r["phases"], start_phase=r["start_phase"],
+            final_score=_float(r["final_score"]), final_scores=json.loads(r["final_scores"]), env_steps=r["env_steps"],
+            compute_seconds=r["compute_seconds"])
+    for r in conn.execute("SELECT * FROM observations ORDER BY trial, phase"):
+        t = trials[r["trial"]]
+        t.curve.append(_float(r["score"]))
+        t.curve_steps.append(r["env_steps"])
+        t.curve_times.append(r["seconds"])
+        t.seed_curve.append(json.loads(r["seed_scores"]))
+    for r in conn.execute("SELECT * FROM segments ORDER BY trial, idx"):
+        trials[r["trial"]].segments.append([r["slot"], _float(r["start"]), _float(r["end"]), r["start_tick"], r["end_tick"]])
+    for t in trials.values():  # JSON has no tuples: tuple-valued settings (layer widths) come back as lists
+        t.config = {k: tuple(v) if isinstance(v, list) else v for k, v in t.config.items()}
+    return [trials[i] for i in sorted(trials)]
+
+
+def load_study(directory: str, params: bool = True) -> StudyResult:
+    """The :class:`StudyResult` of the study stored in ``directory``.
+
+    Works while the study runs (it reads the last committed tick) and after it was killed.
+    ``params=False`` skips reading the best trial's parameters (``best_state`` is then
+    ``None``). A running or killed study's running trials keep the status they had.
+    """
+    directory = check_directory(directory, "load_study: directory")
+    if not exists(directory):
+        raise ValueError(f"load_study: {directory!r} holds no hyperjax study")
+    conn = connect(directory, readonly=True)
+    try:
+        meta = read_meta(conn)
+        trials = read_trials(conn)
+        params_tick = dict(conn.execute("SELECT id, params_tick FROM trials").fetchall())
+    finally:
+        conn.close()
+    c = meta["config"]
+    s = meta.get("summary") or {}
+    agent = cfgmod.agent_from_dict(c["agent"])
+    space = cfgmod.space_from_dict(c["space"])
+    buckets, _ = enumerate_buckets(space, agent)
+    best_id = s.get("best", -1)
+    best = trials[best_id] if best_id is not None and 0 <= best_id < len(trials) else None
+    best_agent = agent if best is None else bucket_agent(agent, buckets[best.bucket])
+    best_state = None
+    if best is not None and params:
+        best_state = _best_state(directory, best, params_tick.get(best.id), best_agent, c)
+    return StudyResult(
+        trials=trials, best=best, best_state=best_state, best_agent=best_agent,
+        scheduler=s.get("scheduler", c["scheduler"]["name"]), space=space, slots=s.get("slots", c["slots"]),
+        seconds=s.get("seconds", 0.0), env_steps=s.get("env_steps", 0), ticks=s.get("ticks", 0),
+        found_best_at=_float(s.get("found_best_at")), timing=s.get("timing", {}),
+        slot_utilization=s.get("slot_utilization", {}), buckets=s.get("buckets", []),
+    )
+
+
+def _best_state(directory: str, best: Trial, params_tick, agent, c: dict):
+    from hyperjax.store.checkpoint import Checkpoints
+
+    defaults = agent.HParams()
+    base_hp = {n: float(c["fixed"].get(n, getattr(defaults, n))) for n in agent.hparam_names()}
+    like = member_like(agent, len(best.seeds), base_hp)
+    if params_tick is not None:
+        ck = Checkpoints(os.path.join(directory, "params"))
+        try:
+            conn = connect(directory, readonly=True)
+            ids = [r[0] for r in conn.execute("SELECT id FROM trials WHERE params_tick = ?", (params_tick,))]
+            conn.close()
+            # every trial saved at that tick, each shaped by its own bucket
+            space = cfgmod.space_from_dict(c["space"])
+            base = cfgmod.agent_from_dict(c["agent"])
+            buckets, _ = enumerate_buckets(space, base)
+            conn = connect(directory, readonly=True)
+            bucket_of = dict(conn.execute("SELECT id, bucket FROM trials").fetchall())
+            conn.close()
+            target = {str(i): like if i == best.id else member_like(bucket_agent(base, buckets[bucket_of[i]]),
+                                                                    len(best.seeds), base_hp) for i in ids}
+            return jax.device_get(ck.restore(params_tick, target)[str(best.id)])
+        except FileNotFoundError:
+            pass
+    return None

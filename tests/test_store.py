@@ -1,0 +1,271 @@
+"""The study store: records readable while and after a study runs, resume after a crash or a
+SIGKILL at any moment ends exactly like the uninterrupted study, locks, damaged checkpoints."""
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+import hyperjax as hj
+from hyperjax.schedulers import PBT
+from hyperjax.space import Choice, Float, SearchSpace
+from hyperjax.store import StoreLocked, StudyStore
+from hyperjax.store import sqlite as store_sqlite
+from hyperjax.surrogate.bnn import BNNConfig
+from hyperjax.surrogate.proposer import BNNProposer
+
+AGENT = hj.PPO(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=1, num_epochs=1, hidden=(16,))
+SPACE = SearchSpace({"learning_rate": Float(1e-4, 1e-2, log=True), "gamma": Choice((0.9, 0.99, 0.999), ordered=True)})
+PHASE = 4 * 16 * 4  # 4 updates per phase
+KW = dict(phase_steps=PHASE, trial_steps=4 * PHASE, slots=6, eval_episodes=2, seed=3)
+# what must be equal between an interrupted and an uninterrupted study (times are not)
+COLS = ["trial", "status", "end_reason", "bucket", "origin", "parent", "phases", "final_score", "last_score",
+        "env_steps", "slot", "config/learning_rate", "config/gamma"]
+
+
+def _study(scheduler="hypertrick", budget=6 * 4 * PHASE * 3, **kw):
+    args = dict(KW, budget=budget, scheduler=scheduler)
+    args.update(kw)
+    space = args.pop("space", SPACE)
+    return hj.tune(AGENT, space, **args)
+
+
+def _same(a: hj.StudyResult, b: hj.StudyResult, cols=COLS):
+    pd.testing.assert_frame_equal(a.dataframe()[cols], b.dataframe()[cols])
+    ca, cb = a.curves(), b.curves()
+    pd.testing.assert_frame_equal(ca[["trial", "env_steps", "score"]], cb[["trial", "env_steps", "score"]])
+    ta, tb = a.timeline(), b.timeline()
+    pd.testing.assert_frame_equal(ta[["trial", "slot", "start_tick", "end_tick", "status"]],
+                                  tb[["trial", "slot", "start_tick", "end_tick", "status"]])
+    assert a.best.id == b.best.id and a.best_score == b.best_score
+    assert a.env_steps == b.env_steps
+
+
+class Crash(Exception):
+    pass
+
+
+def _crash_at(monkeypatch, ticks: set[int]):
+    """Makes the store raise inside tick ``t``'s SQLite transaction (after its checkpoint was
+    started) for each ``t`` in ``ticks``, once: the tick is lost as in a kill during the commit."""
+    original = StudyStore._write_trial
+
+    def write_trial(self, t, params_tick):
+        tick = getattr(self, "_tick_now", -1)
+        if tick in ticks:
+            ticks.discard(tick)
+            raise Crash(f"crash in the commit of tick {tick}")
+        return original(self, t, params_tick)
+
+    original_persist = StudyStore.persist
+
+    def persist(self, study, policy, changes, final=False):
+        self._tick_now = study.tick
+        return original_persist(self, study, policy, changes, final)
+
+    monkeypatch.setattr(StudyStore, "_write_trial", write_trial)
+    monkeypatch.setattr(StudyStore, "persist", persist)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """Uninterrupted studies, by scheduler, to compare interrupted ones with."""
+    return {}
+
+
+def _ref(reference, name, **kw):
+    if name not in reference:
+        reference[name] = _study(**kw)
+    return reference[name]
+
+
+def test_store_records_what_the_study_returns(tmp_path, reference):
+    res = _study(store=str(tmp_path / "s"))
+    _same(res, _ref(reference, "hypertrick"))
+    back = hj.load_study(str(tmp_path / "s"))
+    _same(res, back, cols=COLS + ["compute_seconds", "start_time", "end_time"])
+    assert back.summary()["trials"] == res.summary()["trials"]
+    for a, b in zip(jax.tree.leaves(res.best_params), jax.tree.leaves(back.best_params)):
+        np.testing.assert_array_equal(a, b)
+    # readable without hyperjax: plain SQLite
+    conn = sqlite3.connect(tmp_path / "s" / store_sqlite.FILE)
+    obs = pd.read_sql("SELECT * FROM observations", conn)
+    assert len(obs) == sum(len(t.curve) for t in res.trials)
+    ticks = pd.read_sql("SELECT * FROM ticks", conn)
+    assert list(ticks.tick) == list(range(1, res.ticks + 1))
+    dec = pd.read_sql("SELECT action, COUNT(*) AS n FROM decisions GROUP BY action", conn).set_index("action").n
+    assert dec["start"] == len(res.trials) and dec["complete"] == (res.dataframe().status == "completed").sum()
+    conn.close()
+    # the same call on the finished store returns the stored study without running it again
+    again = _study(store=str(tmp_path / "s"))
+    _same(res, again)
+
+
+def test_store_refuses_another_configuration_and_a_second_writer(tmp_path):
+    d = str(tmp_path / "s")
+    _study(store=d, budget=6 * 4 * PHASE)
+    with pytest.raises(ValueError, match=r"slots: 6 -> 4.*seed: 3 -> 5|seed: 3 -> 5.*slots: 6 -> 4"):
+        _study(store=d, budget=6 * 4 * PHASE, slots=4, seed=5)
+    w = StudyStore(d)
+    try:
+        with pytest.raises(StoreLocked, match="being written by pid"):
+            StudyStore(d)
+    finally:
+        w.close()
+
+
+@pytest.mark.parametrize("bad, match", [("", "must be a directory path"), ("FILE", "is not a directory"),
+                                        ("FILE/sub", "is a file, not a directory")])
+def test_bad_store_paths_fail_before_compiling(tmp_path, bad, match, compile_events):
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    path = bad.replace("FILE", str(f))
+    with compile_events() as n:
+        with pytest.raises(ValueError, match=match):
+            _study(store=path)
+    assert n() == 0
+
+
+@pytest.mark.parametrize("scheduler, crashes", [("hypertrick", {3, 9, 10}), ("successive_halving", {5, 12}),
+                                                (PBT(interval=1, quantile=0.34), {2, 3})])
+def test_crashed_study_resumes_exactly(tmp_path, monkeypatch, reference, scheduler, crashes):
+    name = getattr(scheduler, "name", scheduler)
+    budget = 6 * 4 * PHASE * (1 if name == "pbt" else 3)
+    ref = _ref(reference, name, scheduler=scheduler, budget=budget)
+    d = str(tmp_path / "s")
+    expected_runs = len(crashes) + 1
+    _crash_at(monkeypatch, set(crashes))
+    runs = 0
+    while True:
+        runs += 1
+        try:
+            got = _study(scheduler=scheduler, budget=budget, store=d)
+            break
+        except Crash:
+            # a reader sees the last committed tick while the study is down
+            partial = hj.load_study(d, params=False)
+            assert partial.ticks < ref.ticks
+    assert runs == expected_runs  # every crash happened, and each resume went on from it
+    _same(ref, got)
+    _same(ref, hj.load_study(d))
+
+
+def test_resume_falls_back_past_a_damaged_checkpoint(tmp_path, monkeypatch, reference):
+    ref = _ref(reference, "hypertrick")
+    d = tmp_path / "s"
+    _crash_at(monkeypatch, {6})
+    with pytest.raises(Crash):
+        _study(store=str(d))
+    # damage the newest resume point's checkpoint (tick 5): its array data is gone
+    newest = d / "checkpoints" / "tick_00000005"
+    assert newest.is_dir() and (d / "checkpoints" / "tick_00000004").is_dir()
+    for root, _, files in os.walk(newest):
+        for f in files:
+            if f != "_CHECKPOINT_METADATA":
+                open(os.path.join(root, f), "wb").close()
+    with pytest.warns(UserWarning, match="could not be read"):
+        got = _study(store=str(d))
+    _same(ref, got)
+
+
+def test_bnn_proposer_resumes_exactly(tmp_path, monkeypatch):
+    def proposer():
+        return BNNProposer(SPACE, seed=1, target_budget=4 * PHASE, min_observations=4, num_candidates=64,
+                           num_local=8, config=BNNConfig(hidden=(8,), svi_steps=100, svi_warm_steps=30, ensemble=2,
+                                                         num_draws=16))
+
+    budget = 6 * 4 * PHASE * 2
+    ref = _study(budget=budget, proposer=proposer())
+    assert ref.proposer.posterior is not None  # the surrogate did steer refills
+    d = str(tmp_path / "s")
+    _crash_at(monkeypatch, {4, 7})
+    for _ in range(3):
+        try:
+            got = hj.resume(d, proposer=proposer()) if os.path.exists(d) else _study(budget=budget, proposer=proposer(), store=d)
+            break
+        except Crash:
+            continue
+    _same(ref, got)
+
+
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    import hyperjax as hj
+    from hyperjax.store import sqlite as S, checkpoint as C
+    sys.path.insert(0, {tests!r})
+    import test_store as T
+    mode, at = sys.argv[1], int(sys.argv[2])
+    if mode == "commit":  # SIGKILL inside the SQLite transaction of tick `at`
+        orig = S.StudyStore._write_trial
+        def wt(self, t, pt):
+            if getattr(self, '_tick', -1) >= at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return orig(self, t, pt)
+        S.StudyStore._write_trial = wt
+        op = S.StudyStore.persist
+        def persist(self, study, *a, **k):
+            self._tick = study.tick
+            return op(self, study, *a, **k)
+        S.StudyStore.persist = persist
+    elif mode == "checkpoint":  # SIGKILL right after tick `at`'s checkpoint write started
+        orig = C.Checkpoints.save
+        def save(self, tick, tree):
+            orig(self, tick, tree)
+            if tick >= at and self.root.endswith("checkpoints"):
+                os.kill(os.getpid(), signal.SIGKILL)
+        C.Checkpoints.save = save
+    T._study(store={store!r})
+""")
+
+
+def _committed(d: str) -> int:
+    path = os.path.join(d, store_sqlite.FILE)
+    if not os.path.exists(path):
+        return 0
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT COALESCE(MAX(tick), 0) FROM ticks").fetchone()[0]
+    except sqlite3.OperationalError:  # the schema is not written yet
+        return 0
+    finally:
+        conn.close()
+
+
+def test_sigkill_at_any_moment_resumes_exactly(tmp_path, reference):
+    """A real study in a subprocess, killed with SIGKILL inside a checkpoint write, inside the
+    SQLite commit and at a random moment, resumed each time; then finished in this process."""
+    ref = _ref(reference, "hypertrick")
+    d = str(tmp_path / "s")
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(tests=os.path.dirname(__file__), store=d))
+    env = dict(os.environ)
+    seen_ticks = []
+    for mode, at in (("checkpoint", 4), ("commit", 9), ("random", 0)):
+        p = subprocess.Popen([sys.executable, str(script), mode, str(at)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if mode == "random":
+            # once a tick beyond the last kill's is committed, kill at an arbitrary moment
+            deadline = time.monotonic() + 300
+            while p.poll() is None and time.monotonic() < deadline:
+                if _committed(d) > seen_ticks[-1] + 1:
+                    break
+                time.sleep(0.05)
+            time.sleep(random.Random(0).uniform(0.0, 0.3))
+            p.send_signal(signal.SIGKILL)
+        err = p.communicate(timeout=600)[1]
+        assert p.returncode == -signal.SIGKILL, err.decode()[-2000:]
+        back = hj.load_study(d, params=False)  # readable after a kill
+        seen_ticks.append(back.ticks)
+        assert back.ticks < ref.ticks
+    assert seen_ticks[0] >= 3 and seen_ticks[1] >= 8
+    got = hj.resume(d)
+    _same(ref, got)
