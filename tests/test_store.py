@@ -27,6 +27,7 @@ AGENT = hj.PPO(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=1, n
 SPACE = SearchSpace({"learning_rate": Float(1e-4, 1e-2, log=True), "gamma": Choice((0.9, 0.99, 0.999), ordered=True)})
 PHASE = 4 * 16 * 4  # 4 updates per phase
 KW = dict(phase_steps=PHASE, trial_steps=4 * PHASE, slots=6, eval_episodes=2, seed=3)
+STORE = dict(snapshot_seconds=0)  # a snapshot every tick: every crash point is a resume point
 # what must be equal between an interrupted and an uninterrupted study (times are not)
 COLS = ["trial", "status", "end_reason", "bucket", "origin", "parent", "phases", "final_score", "last_score",
         "env_steps", "slot", "config/learning_rate", "config/gamma"]
@@ -34,6 +35,8 @@ COLS = ["trial", "status", "end_reason", "bucket", "origin", "parent", "phases",
 
 def _study(scheduler="hypertrick", budget=6 * 4 * PHASE * 3, **kw):
     args = dict(KW, budget=budget, scheduler=scheduler)
+    if "store" in kw:
+        args.update(STORE)
     args.update(kw)
     space = args.pop("space", SPACE)
     return hj.tune(AGENT, space, **args)
@@ -162,17 +165,19 @@ def test_crashed_study_resumes_exactly(tmp_path, monkeypatch, reference, schedul
 def test_resume_falls_back_past_a_damaged_checkpoint(tmp_path, monkeypatch, reference):
     ref = _ref(reference, "hypertrick")
     d = tmp_path / "s"
-    _crash_at(monkeypatch, {6})
+    _crash_at(monkeypatch, {8})
     with pytest.raises(Crash):
-        _study(store=str(d))
-    # damage the newest resume point's checkpoint (tick 5): its array data is gone
-    newest = d / "checkpoints" / "tick_00000005"
-    assert newest.is_dir() and (d / "checkpoints" / "tick_00000004").is_dir()
-    for root, _, files in os.walk(newest):
+        _study(store=str(d), snapshot_seconds=0)
+    w = StudyStore(str(d))
+    points = w.resume_points()
+    w.close()
+    assert len(points) == 2 and points[0] < 8  # the last two snapshots are kept
+    # damage the newest resume point's checkpoint: its array data is gone
+    for root, _, files in os.walk(d / "checkpoints" / f"tick_{points[0]:08d}"):
         for f in files:
             if f != "_CHECKPOINT_METADATA":
                 open(os.path.join(root, f), "wb").close()
-    with pytest.warns(UserWarning, match="could not be read"):
+    with pytest.warns(UserWarning, match=f"checkpoint of tick {points[0]} could not be read"):
         got = _study(store=str(d))
     _same(ref, got)
 
@@ -198,12 +203,19 @@ def test_bnn_proposer_resumes_exactly(tmp_path, monkeypatch):
 
 
 CHILD = textwrap.dedent("""
-    import os, signal, sys
+    import os, signal, sys, threading, time
     import hyperjax as hj
     from hyperjax.store import sqlite as S, checkpoint as C
     sys.path.insert(0, {tests!r})
     import test_store as T
     mode, at = sys.argv[1], int(sys.argv[2])
+    # ticks of real studies take seconds, these take milliseconds: 50 ms more per tick keeps
+    # the kills below inside the study rather than after its end
+    slow = S.StudyStore.persist
+    def persist_slowly(self, *a, **k):
+        time.sleep(0.05)
+        return slow(self, *a, **k)
+    S.StudyStore.persist = persist_slowly
     if mode == "commit":  # SIGKILL inside the SQLite transaction of tick `at`
         orig = S.StudyStore._write_trial
         def wt(self, t, pt):
@@ -216,15 +228,17 @@ CHILD = textwrap.dedent("""
             self._tick = study.tick
             return op(self, study, *a, **k)
         S.StudyStore.persist = persist
-    elif mode == "checkpoint":  # SIGKILL right after tick `at`'s checkpoint write started
+    elif mode == "checkpoint":  # SIGKILL in the middle of the first checkpoint write from tick `at` on
         orig = C.Checkpoints.save
         def save(self, tick, tree):
-            orig(self, tick, tree)
             if tick >= at and self.root.endswith("checkpoints"):
-                os.kill(os.getpid(), signal.SIGKILL)
+                threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGKILL)).start()
+            orig(self, tick, tree)
         C.Checkpoints.save = save
-    T._study(store={store!r})
+    # snapshots as by default (one write at a time, none queued), at any interval
+    T._study(store={store!r}, budget=T.LONG, snapshot_seconds=1e-9)
 """)
+LONG = 6 * 4 * PHASE * 6  # about 24 ticks: room for three kills before the end
 
 
 def _committed(d: str) -> int:
@@ -243,13 +257,14 @@ def _committed(d: str) -> int:
 def test_sigkill_at_any_moment_resumes_exactly(tmp_path, reference):
     """A real study in a subprocess, killed with SIGKILL inside a checkpoint write, inside the
     SQLite commit and at a random moment, resumed each time; then finished in this process."""
-    ref = _ref(reference, "hypertrick")
+    ref = _ref(reference, "hypertrick-long", budget=LONG)
     d = str(tmp_path / "s")
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(tests=os.path.dirname(__file__), store=d))
     env = dict(os.environ)
     seen_ticks = []
     for mode, at in (("checkpoint", 4), ("commit", 9), ("random", 0)):
+        assert _committed(d) < ref.ticks
         p = subprocess.Popen([sys.executable, str(script), mode, str(at)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if mode == "random":
@@ -258,8 +273,8 @@ def test_sigkill_at_any_moment_resumes_exactly(tmp_path, reference):
             while p.poll() is None and time.monotonic() < deadline:
                 if _committed(d) > seen_ticks[-1] + 1:
                     break
-                time.sleep(0.05)
-            time.sleep(random.Random(0).uniform(0.0, 0.3))
+                time.sleep(0.002)
+            time.sleep(random.Random(0).uniform(0.0, 0.03))  # ticks take ~10-50 ms here
             p.send_signal(signal.SIGKILL)
         err = p.communicate(timeout=600)[1]
         assert p.returncode == -signal.SIGKILL, err.decode()[-2000:]
@@ -267,5 +282,6 @@ def test_sigkill_at_any_moment_resumes_exactly(tmp_path, reference):
         seen_ticks.append(back.ticks)
         assert back.ticks < ref.ticks
     assert seen_ticks[0] >= 3 and seen_ticks[1] >= 8
+    assert ref.ticks >= 20
     got = hj.resume(d)
     _same(ref, got)

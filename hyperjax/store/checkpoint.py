@@ -3,8 +3,8 @@
 ``Checkpoints(root)`` keeps ``root/tick_00000042`` directories. Orbax writes each into a
 temporary directory and renames it when complete, so a directory with the final name is a
 complete checkpoint; a save cut short by a kill leaves only a temporary one, which is ignored
-and removed. Saves run in the background (orbax's async checkpointer): a tick starts its save
-and goes on training; the next save waits for the previous one.
+and removed. :meth:`Checkpoints.save` returns when the checkpoint is written; the store calls
+it on a worker thread so that training goes on meanwhile.
 """
 
 from __future__ import annotations
@@ -39,11 +39,12 @@ class Checkpoints:
         return os.path.join(self.root, f"tick_{int(tick):08d}")
 
     def save(self, tick: int, tree: Any) -> None:
-        """Starts writing ``tree`` as tick ``tick`` (returns before the write is done)."""
+        """Writes ``tree`` as tick ``tick`` (returns when it is complete)."""
         path = self.path(tick)
         if os.path.exists(path):  # left by a run that did not commit this tick: rewritten
             shutil.rmtree(path)
         self._ckpt.save(path, tree)
+        self._ckpt.wait_until_finished()
 
     def wait(self) -> None:
         """Blocks until every save started has been written."""

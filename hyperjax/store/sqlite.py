@@ -35,12 +35,14 @@ after it are run again (on the same machine and device count, with the same resu
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import fcntl
 import json
 import math
 import os
 import sqlite3
+import warnings
 from typing import Any
 
 import numpy as np
@@ -132,11 +134,16 @@ class StudyStore:
       directory: the store's directory (created if missing).
       snapshot_every: ticks between snapshots of the host state and device checkpoints (the
         resume points; records are written every tick regardless).
+      snapshot_seconds: and at least this many seconds between snapshots (a snapshot due while
+        the previous checkpoint is still being written is skipped too): bounds what snapshots
+        cost when ticks are short. ``0``: every ``snapshot_every``-th tick, each write queued
+        behind the previous one.
       keep: snapshots (and checkpoints) kept; older ones are pruned.
       keep_params: keep every completed trial's final members under ``params/``.
     """
 
-    def __init__(self, directory: str, snapshot_every: int = 1, keep: int = 2, keep_params: bool = True):
+    def __init__(self, directory: str, snapshot_every: int = 1, snapshot_seconds: float = 5.0, keep: int = 2,
+                 keep_params: bool = True):
         self.directory = check_directory(directory)
         os.makedirs(self.directory, exist_ok=True)
         self._lock_file = open(os.path.join(self.directory, "lock"), "a+")
@@ -155,6 +162,14 @@ class StudyStore:
         self._lock_file.write(f"pid {os.getpid()}")
         self._lock_file.flush()
         self.snapshot_every, self.keep, self.keep_params = int(snapshot_every), int(keep), bool(keep_params)
+        self.snapshot_seconds = float(snapshot_seconds)
+        self._last_snapshot = -math.inf
+        # Checkpoints are written on one worker thread, in order (a tick's final parameters
+        # before its snapshot), while the study trains; JAX arrays are immutable, so the
+        # device state handed over cannot change under the writer.
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hyperjax-store")
+        self._pending: list[concurrent.futures.Future] = []
+        self._failed_writes = 0
         self.conn = connect(self.directory)
         self.checkpoints = Checkpoints(os.path.join(self.directory, "checkpoints"))
         self.params = Checkpoints(os.path.join(self.directory, "params"))
@@ -229,12 +244,18 @@ class StudyStore:
 
         tick = study.tick
         t0 = time.perf_counter()
+        self._pending = [f for f in self._pending if not f.done()]
         snap = not final and tick > 0 and tick % self.snapshot_every == 0
+        if self.snapshot_seconds > 0:  # rate-limited: not while the last one is being written
+            snap = snap and not self._pending and t0 - self._last_snapshot >= self.snapshot_seconds
         completed = changes["completed"] if self.keep_params else {}
         if completed:
-            self.params.save(tick, {str(k): v for k, v in completed.items()})
+            self._write(self.params, tick, {str(k): v for k, v in completed.items()})
         if snap:
-            self.checkpoints.save(tick, study.device_state())
+            self._last_snapshot = t0
+            self._write(self.checkpoints, tick, study.device_state())
+        if final:  # a finished study's every checkpoint is written before it says "finished"
+            self.wait()
         t1 = time.perf_counter()
         state = serialize.dumps(study.state_dict(policy)) if snap else None
         counts = study.counts()
@@ -272,15 +293,31 @@ class StudyStore:
         if snap:
             kept = {r[0] for r in self.conn.execute("SELECT tick FROM snapshots")}
             self.checkpoints.remove([t for t in self.checkpoints.complete() if t not in kept and t < min(kept)])
-        if final:
-            self.checkpoints.wait()
-            self.params.wait()
         self.seconds["checkpoint"] += (t1 - t0) + (time.perf_counter() - t2)
         self.seconds["sqlite"] += t2 - t1
+
+    def _write(self, checkpoints: Checkpoints, tick: int, tree) -> None:
+        def write():
+            try:
+                checkpoints.save(tick, tree)
+            except Exception as e:  # a failed write leaves an older resume point; the study goes on
+                self._failed_writes += 1
+                warnings.warn(f"store: writing the checkpoint of tick {tick} failed ({type(e).__name__}: {e})",
+                              stacklevel=1)
+
+        self._pending.append(self._writer.submit(write))
+
+    def wait(self) -> None:
+        """Blocks until every checkpoint handed to the writer is written."""
+        for f in self._pending:
+            f.result()
+        self._pending = []
 
     def close(self) -> None:
         """Waits for checkpoint writes, closes the database and releases the lock."""
         try:
+            self.wait()
+            self._writer.shutdown()
             self.checkpoints.close()
             self.params.close()
             self.conn.close()

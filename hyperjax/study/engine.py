@@ -473,9 +473,11 @@ class Study:
     def _persist(self, policy, final: bool = False) -> None:
         t0 = time.perf_counter()
         self.changes["final"] = final
+        self.section = "store"
         if self.store is not None:
             self.store.persist(self, policy, self.changes, final=final)
         self.timing["store"] += time.perf_counter() - t0
+        self.section = "tuner"
         for cb in list(self.callbacks):
             try:
                 cb(self, self.changes)
@@ -604,6 +606,8 @@ class Study:
         for k, v in self.timing.items():
             out[k] = max(0.0, v - self.compile_by.get(k, 0.0))
         out["compile"] = sum(self.compile_by.get(k, 0.0) for k in self.timing)
+        if self.store is not None:  # the store's share, split: SQLite transaction vs starting checkpoints
+            out.update({f"store_{k}": v for k, v in self.store.seconds.items()})
         return out
 
     def result(self) -> StudyResult:

@@ -61,6 +61,7 @@ def tune(
     callbacks: list | None = None,
     store: str | None = None,
     snapshot_every: int = 1,
+    snapshot_seconds: float = 5.0,
     keep_params: bool = True,
     devices: tuple | None = None,
 ) -> StudyResult:
@@ -104,7 +105,10 @@ def tune(
         study killed at any moment continues with ``hj.resume(store)`` (or this same call). On
         an existing store with the same configuration this call resumes it; with another it
         raises ValueError naming every field that differs. ``hj.load_study(store)`` reads it.
-      snapshot_every: ticks between snapshots (resume points).
+      snapshot_every, snapshot_seconds: a snapshot (resume point) every ``snapshot_every`` ticks,
+        at most one per ``snapshot_seconds`` (checkpoints are written on a worker thread while
+        the study trains; a kill redoes at most the training since the last snapshot, with the
+        same results).
       keep_params: keep every completed trial's final parameters in the store.
       devices: devices to shard each bucket's population over (default: all local devices).
     """
@@ -122,6 +126,7 @@ def tune(
     eval_episodes = _int("eval_episodes", eval_episodes, 1)
     budget = _int("budget", budget, 1)
     snapshot_every = _int("snapshot_every", snapshot_every, 1)
+    snapshot_seconds = validate.number("tune", "snapshot_seconds", snapshot_seconds, low=0)
     keep_params = validate.boolean("tune", "keep_params", keep_params)
     key = as_key(seed, "tune: seed")
     if max_trials is not None:
@@ -199,7 +204,8 @@ def tune(
                                  + "; ".join(differs) + " (use another store directory, or hj.resume(store))")
             if meta.get("status") == "finished":
                 return load_study(store)
-        writer = StudyStore(store, snapshot_every=snapshot_every, keep_params=keep_params)
+        writer = StudyStore(store, snapshot_every=snapshot_every, snapshot_seconds=snapshot_seconds,
+                            keep_params=keep_params)
         if not resuming:
             writer.create(config, _versions())
 
@@ -325,7 +331,8 @@ def load_meta(directory: str) -> dict:
 
 
 def resume(store: str, *, proposer: Any = None, progress_fn: Callable | None = None, callbacks: list | None = None,
-           devices: tuple | None = None) -> StudyResult:
+           devices: tuple | None = None, snapshot_every: int = 1, snapshot_seconds: float = 5.0,
+           keep_params: bool = True) -> StudyResult:
     """Continues the study in ``store`` from its last committed snapshot (a finished study is
     returned as it is). The configuration is read from the store; a study that used a custom
     proposer object needs it passed again as ``proposer``."""
@@ -347,4 +354,5 @@ def resume(store: str, *, proposer: Any = None, progress_fn: Callable | None = N
                 budget=c["budget"], phase_steps=c["phase_steps"], trial_steps=c["trial_steps"], slots=c["slots"],
                 scheduler=cfgmod.scheduler_from_dict(c["scheduler"]), proposer=proposer, seeds=c["seeds"], seed=seed,
                 eval_episodes=c["eval_episodes"], max_trials=c["max_trials"], max_seconds=c["max_seconds"],
-                fixed=c["fixed"] or None, progress_fn=progress_fn, callbacks=callbacks, store=store, devices=devices)
+                fixed=c["fixed"] or None, progress_fn=progress_fn, callbacks=callbacks, store=store, devices=devices,
+                snapshot_every=snapshot_every, snapshot_seconds=snapshot_seconds, keep_params=keep_params)
