@@ -1,10 +1,14 @@
-"""Every early-stopping scheduler on the same synthetic learning curves.
+"""Every scheduler on the same synthetic learning curves, through the study's own engine and
+policies (``hyperjax.study.simulate``: a synthetic pool stands in for the agent).
 
     python benchmarks/schedulers.py --json [--trials 256 --slots 32 --phases 10 --repeats 5]
 
-Prints one JSON line per scheduler: {"scheduler","alive_after_phase","compute_fraction",
-"slot_utilization","overall_utilization","best_found_rank"} (medians over repeats; the curves
-come from hyperjax.schedulers.simulate.synthetic_curves).
+Prints one JSON line per scheduler (medians over repeats, min/max of the compute fraction):
+{"scheduler", "trials", "alive_after_phase", "compute_fraction" (the HyperTrick paper's alpha),
+"expected_alpha" (HyperTrick: sum_p (1-r)^p / P), "slot_utilization" (while work was waiting),
+"overall_utilization", "best_found_rank", "ticks"}. Every method gets the same budget,
+``trials * phases`` trial-phases (synchronous brackets plan how many trials that affords; PBT
+runs ``slots`` lineages for ``phases`` phases).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import json
 
 import numpy as np
 
-from hyperjax.schedulers.simulate import simulate_async, simulate_successive_halving, synthetic_curves
+from hyperjax.schedulers import ASHA, HyperTrick, Hyperband, Median, NoStopping, PBT, SuccessiveHalving
+from hyperjax.study.simulate import expected_alpha, simulate
 
 
 def main(argv=None):
@@ -25,27 +30,28 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--r", type=float, default=0.2, help="HyperTrick eviction rate")
     p.add_argument("--eta", type=int, default=3)
+    p.add_argument("--noise", type=float, default=0.1)
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
-    names = ["hypertrick", "asha", "median", "none", "successive_halving"]
-    for name in names:
-        rows = []
-        for rep in range(a.repeats):
-            rng = np.random.default_rng(rep)
-            curves = synthetic_curves(rng, a.trials, a.phases)
-            if name == "successive_halving":
-                rows.append(simulate_successive_halving(curves, a.slots, a.eta))
-            else:
-                opts = {"hypertrick": {"r": a.r}, "asha": {"eta": a.eta}}.get(name, {})
-                rows.append(simulate_async(name, curves, a.slots, rng, **opts))
+    specs = [HyperTrick(r=a.r), ASHA(eta=a.eta), Median(), NoStopping(), SuccessiveHalving(eta=a.eta),
+             Hyperband(eta=a.eta), PBT()]
+    for spec in specs:
+        rows = [simulate(spec, slots=a.slots, trials=a.trials, phases=a.phases, seed=rep, noise=a.noise)
+                for rep in range(a.repeats)]
         med = lambda f: float(np.median([getattr(r, f) for r in rows]))  # noqa: E731
+        cf = [r.compute_fraction for r in rows]
         print(json.dumps({
-            "scheduler": name,
+            "scheduler": spec.name,
+            "trials": med("trials"),
             "alive_after_phase": np.median([r.alive_after_phase for r in rows], axis=0).round(1).tolist(),
             "compute_fraction": round(med("compute_fraction"), 3),
-            "slot_utilization": round(med("slot_utilization"), 3),
+            "compute_fraction_minmax": [round(min(cf), 3), round(max(cf), 3)],
+            **({"expected_alpha": round(expected_alpha(a.r, a.phases), 3)} if spec.name == "hypertrick" else {}),
+            # PBT never has work waiting: every slot runs the whole study
+            "slot_utilization": None if spec.kind == "pbt" else round(med("slot_utilization"), 3),
             "overall_utilization": round(med("overall_utilization"), 3),
             "best_found_rank": med("best_found_rank"),
+            "ticks": med("ticks"),
         }), flush=True)
 
 

@@ -2,7 +2,8 @@
 Optuna (TPE + Hyperband pruner) study driving rejax PPO one trial at a time.
 
     python benchmarks/tuning.py --env Acrobot-v1 --seconds 240 --json [--peer]
-    python benchmarks/tuning.py --overhead --json      # the tuner's own cost, CartPole, 64 slots
+    python benchmarks/tuning.py --overhead --json [--slots 32 --budget 30000000 --repeats 3]
+        # the tuner's and the store's own cost: the same study without and with a store, alternately
 
 Every method tunes PPO (16 envs x 128 steps, 4 epochs x 4 minibatches, 64x64 tanh) over the
 peer's space (learning_rate, gamma, gae_lambda, clip_eps, ent_coef, vf_coef, max_grad_norm) with
@@ -105,23 +106,38 @@ def run_peer(env: str, seconds: float, seed: int) -> dict:
     }
 
 
-def overhead(slots: int, seed: int) -> dict:
-    """A HyperTrick CartPole study with ``slots`` slots; the tuner's share of the wall time."""
+def overhead(slots: int, seed: int, budget: int | None = None, store: str | None = None) -> dict:
+    """A HyperTrick (r = 0.3) CartPole study with ``slots`` slots (the quick start's settings at
+    32): the tuner's and, with ``store``, the store's share of the wall time."""
+    import shutil
+    import tempfile
+
     agent = hj.PPO(env="CartPole-v1")
-    budget = slots * PHASE * 16
-    res = hj.tune(agent, SPACE, budget=budget, phase_steps=PHASE, trial_steps=PHASES * PHASE, slots=slots,
-                  scheduler=hj.schedulers.HyperTrick(r=0.3), seed=seed, eval_episodes=16)
+    budget = budget or slots * PHASE * 16
+    tmp = tempfile.mkdtemp(prefix="hyperjax-overhead-") if store == "tmp" else None
+    try:
+        res = hj.tune(agent, SPACE, budget=budget, phase_steps=PHASE, trial_steps=PHASES * PHASE, slots=slots,
+                      scheduler=hj.schedulers.HyperTrick(r=0.3), seed=seed, eval_episodes=16,
+                      store=os.path.join(tmp, "s") if tmp else store)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
     t = res.timing
     return {
         "benchmark": "tuner_overhead",
+        "store": store is not None,
         "slots": slots,
+        "budget": budget,
         "ticks": res.ticks,
         "trials": len(res.trials),
         "wall_seconds": round(res.seconds, 2),
+        "env_steps_per_second": round(res.env_steps / res.seconds, 1),
         "timing": {k: round(v, 3) for k, v in t.items()},
         "tuner_fraction_of_wall": round(t["tuner"] / res.seconds, 4),
+        "store_fraction_of_wall": round(t.get("store", 0.0) / res.seconds, 4),
         "tuner_fraction_excluding_compile": round(t["tuner"] / (res.seconds - t["compile"]), 4),
         "tuner_ms_per_tick": round(1e3 * t["tuner"] / max(res.ticks, 1), 2),
+        "store_ms_per_tick": round(1e3 * t.get("store", 0.0) / max(res.ticks, 1), 2),
         "slot_utilization": res.slot_utilization,
         "best_final_return": res.best_score,
     }
@@ -135,7 +151,12 @@ def main(argv=None):
     p.add_argument("--methods", nargs="+", default=["none", "hypertrick", "asha", "successive_halving", "pbt"],
                    help="also: hyperband, hypertrick+bnn (BNN proposer), extrapolate (BNN learning-curve rule)")
     p.add_argument("--peer", action="store_true", help="also run the Optuna + rejax peer")
-    p.add_argument("--overhead", action="store_true", help="only measure the tuner's own cost (64 slots)")
+    p.add_argument("--overhead", action="store_true",
+                   help="only measure the tuner's and the store's own cost (quick-start settings at --slots 32)")
+    p.add_argument("--overhead-one", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--with-store", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--budget", type=int, default=None, help="--overhead: env steps (default: slots x 16 phases)")
+    p.add_argument("--repeats", type=int, default=3, help="--overhead: runs with and without a store, alternately")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rate", type=float, default=None,
                    help="training env steps/s to plan SH/Hyperband/PBT with (default: measured by the first method)")
@@ -143,7 +164,28 @@ def main(argv=None):
     a = p.parse_args(argv)
     emit = (lambda d: print(json.dumps(d), flush=True)) if a.json else (lambda d: print(d, flush=True))
     if a.overhead:
-        emit(overhead(64, a.seed))
+        # without and with a store, alternately, --repeats times each (each in its own process:
+        # the same compile work in both); medians of the wall time and of the shares
+        rows = {False: [], True: []}
+        for _ in range(a.repeats):
+            for with_store in (False, True):
+                cmd = [sys.executable, __file__, "--overhead-one", "--slots", str(a.slots), "--seed", str(a.seed)]
+                cmd += ["--budget", str(a.budget)] if a.budget else []
+                cmd += ["--with-store"] if with_store else []
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+                rows[with_store].append(json.loads(out))
+                emit(rows[with_store][-1])
+        med = lambda rs, f: float(np.median([f(r) for r in rs]))  # noqa: E731
+        emit({"benchmark": "store_overhead_summary", "repeats": a.repeats, "slots": a.slots,
+              "wall_median_without": med(rows[False], lambda r: r["wall_seconds"]),
+              "wall_median_with": med(rows[True], lambda r: r["wall_seconds"]),
+              "wall_minmax_without": [min(r["wall_seconds"] for r in rows[False]), max(r["wall_seconds"] for r in rows[False])],
+              "wall_minmax_with": [min(r["wall_seconds"] for r in rows[True]), max(r["wall_seconds"] for r in rows[True])],
+              "store_fraction_median": med(rows[True], lambda r: r["store_fraction_of_wall"]),
+              "tuner_fraction_median": med(rows[False] + rows[True], lambda r: r["tuner_fraction_of_wall"])})
+        return
+    if a.overhead_one:
+        emit(overhead(a.slots, a.seed, a.budget, "tmp" if a.with_store else None))
         return
     for env in a.env:
         rate = a.rate

@@ -18,13 +18,14 @@ from hyperjax.space import Choice, Float, Int, SearchSpace
 _DIMS = {"Float": Float, "Int": Int, "Choice": Choice}
 
 
-def _plain(v: Any) -> Any:
+def plain(v: Any) -> Any:
+    """``v`` as JSON holds it: numpy scalars as Python values, tuples as lists, keys as str."""
     if isinstance(v, np.generic):
         return v.item()
     if isinstance(v, (tuple, list)):
-        return [_plain(x) for x in v]
+        return [plain(x) for x in v]
     if isinstance(v, Mapping):
-        return {str(k): _plain(x) for k, x in v.items()}
+        return {str(k): plain(x) for k, x in v.items()}
     return v
 
 
@@ -34,7 +35,7 @@ def _tuples(v: Any) -> Any:
 
 def agent_to_dict(agent: ActorCriticAgent) -> dict:
     """``{"name": "ppo", "env": ..., <every static setting>}``."""
-    return {"name": agent.name, **{f.name: _plain(getattr(agent, f.name)) for f in dataclasses.fields(agent)}}
+    return {"name": agent.name, **{f.name: plain(getattr(agent, f.name)) for f in dataclasses.fields(agent)}}
 
 
 def agent_from_dict(d: Mapping) -> ActorCriticAgent:
@@ -45,7 +46,7 @@ def agent_from_dict(d: Mapping) -> ActorCriticAgent:
 
 def space_to_dict(space: SearchSpace) -> dict:
     """``{name: {"type": "Float", "low": ..., ...}}`` in the space's order."""
-    return {n: {"type": type(dim).__name__, **_plain(dataclasses.asdict(dim))} for n, dim in space.dims.items()}
+    return {n: {"type": type(dim).__name__, **plain(dataclasses.asdict(dim))} for n, dim in space.dims.items()}
 
 
 def space_from_dict(d: Mapping) -> SearchSpace:
@@ -60,7 +61,7 @@ def space_from_dict(d: Mapping) -> SearchSpace:
 
 
 def scheduler_to_dict(spec) -> dict:
-    return {"name": spec.name, **_plain(dataclasses.asdict(spec))}
+    return {"name": spec.name, **plain(dataclasses.asdict(spec))}
 
 
 def scheduler_from_dict(d: Mapping):

@@ -139,7 +139,8 @@ class StudyStore:
         cost when ticks are short. ``0``: every ``snapshot_every``-th tick, each write queued
         behind the previous one.
       keep: snapshots (and checkpoints) kept; older ones are pruned.
-      keep_params: keep every completed trial's final members under ``params/``.
+      keep_params: keep every completed trial's final members under ``params/`` (else only
+        those of each trial that became the best).
     """
 
     def __init__(self, directory: str, snapshot_every: int = 1, snapshot_seconds: float = 5.0, keep: int = 2,
@@ -248,7 +249,9 @@ class StudyStore:
         snap = not final and tick > 0 and tick % self.snapshot_every == 0
         if self.snapshot_seconds > 0:  # rate-limited: not while the last one is being written
             snap = snap and not self._pending and t0 - self._last_snapshot >= self.snapshot_seconds
-        completed = changes["completed"] if self.keep_params else {}
+        completed = changes["completed"]
+        if not self.keep_params:  # only a new best trial's
+            completed = {k: v for k, v in completed.items() if study.best is not None and k == study.best.id}
         if completed:
             self._write(self.params, tick, {str(k): v for k, v in completed.items()})
         if snap:

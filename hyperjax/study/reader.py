@@ -80,8 +80,8 @@ def load_study(directory: str, params: bool = True) -> StudyResult:
     best = trials[best_id] if best_id is not None and 0 <= best_id < len(trials) else None
     best_agent = agent if best is None else bucket_agent(agent, buckets[best.bucket])
     best_state = None
-    if best is not None and params:
-        best_state = _best_state(directory, best, params_tick.get(best.id), best_agent, c)
+    if best is not None and params and params_tick.get(best.id) is not None:
+        best_state = _final_members(directory, trials, params_tick, best.id, agent, buckets, c["fixed"])
     return StudyResult(
         trials=trials, best=best, best_state=best_state, best_agent=best_agent,
         scheduler=s.get("scheduler", c["scheduler"]["name"]), space=space, slots=s.get("slots", c["slots"]),
@@ -91,28 +91,18 @@ def load_study(directory: str, params: bool = True) -> StudyResult:
     )
 
 
-def _best_state(directory: str, best: Trial, params_tick, agent, c: dict):
+def _final_members(directory: str, trials: list[Trial], params_tick: dict, trial_id: int, agent, buckets,
+                   fixed: dict) -> Any:
+    """Trial ``trial_id``'s final members from ``params/`` (``None`` if not written yet)."""
     from hyperjax.store.checkpoint import Checkpoints
 
+    tick = params_tick[trial_id]
     defaults = agent.HParams()
-    base_hp = {n: float(c["fixed"].get(n, getattr(defaults, n))) for n in agent.hparam_names()}
-    like = member_like(agent, len(best.seeds), base_hp)
-    if params_tick is not None:
-        ck = Checkpoints(os.path.join(directory, "params"))
-        try:
-            conn = connect(directory, readonly=True)
-            ids = [r[0] for r in conn.execute("SELECT id FROM trials WHERE params_tick = ?", (params_tick,))]
-            conn.close()
-            # every trial saved at that tick, each shaped by its own bucket
-            space = cfgmod.space_from_dict(c["space"])
-            base = cfgmod.agent_from_dict(c["agent"])
-            buckets, _ = enumerate_buckets(space, base)
-            conn = connect(directory, readonly=True)
-            bucket_of = dict(conn.execute("SELECT id, bucket FROM trials").fetchall())
-            conn.close()
-            target = {str(i): like if i == best.id else member_like(bucket_agent(base, buckets[bucket_of[i]]),
-                                                                    len(best.seeds), base_hp) for i in ids}
-            return jax.device_get(ck.restore(params_tick, target)[str(best.id)])
-        except FileNotFoundError:
-            pass
-    return None
+    base_hp = {n: float(fixed.get(n, getattr(defaults, n))) for n in agent.hparam_names()}
+    # every trial saved at that tick, each shaped by its own bucket's agent
+    like = {str(t.id): member_like(bucket_agent(agent, buckets[t.bucket]), len(t.seeds), base_hp)
+            for t in trials if params_tick.get(t.id) == tick}
+    try:
+        return jax.device_get(Checkpoints(os.path.join(directory, "params")).restore(tick, like)[str(trial_id)])
+    except FileNotFoundError:
+        return None

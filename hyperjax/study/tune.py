@@ -190,7 +190,7 @@ def tune(
         "eval_episodes": eval_episodes, "max_trials": max_trials, "max_seconds": max_seconds,
         "fixed": {k: float(v) for k, v in (fixed or {}).items()}, "devices": n_devices,
     }
-    config = cfgmod._plain(config)
+    config = cfgmod.plain(config)
 
     # -- the store: new, or a study to resume -----------------------------------------------------
     writer = None
