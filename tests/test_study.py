@@ -216,3 +216,44 @@ def test_hypertrick_budget_sets_number_of_trials():
     # N = budget / (phase cost * sum (1 - r)^p) = 48 / 1.875 = 25 trials at most
     assert len(res.trials) <= 25
     assert math.isfinite(res.best_score)
+
+
+class _BadProposer:
+    def __init__(self, make):
+        self.make = make
+
+    def ask(self, k):
+        return self.make(k)
+
+    def tell(self, u, scores, budgets):
+        pass
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda k: np.full((k, 2), np.nan), "non-finite values"),
+    (lambda k: np.full((k, 2), 1.5), r"outside the unit cube \[0, 1\]"),
+    (lambda k: np.full((k, 3), 0.5), r"returned shape \(8, 3\); expected \(8, 2\)"),
+    (lambda k: np.zeros((0, 2)), r"returned shape \(0, 2\).*raise ValueError from ask"),
+    (lambda k: "abc", "returned"),
+])
+def test_bad_proposer_output_fails_before_compiling(make, match):
+    agent = AGENT.replace(hidden=(13,))  # a bucket no other test builds: its programs start untraced
+    with pytest.raises(ValueError, match="proposer _BadProposer: ask.*" + match):
+        _study(proposer=_BadProposer(make), budget=10**6, agent=agent)
+    assert get_runner(agent).trace_count == 0  # no population program was traced or compiled
+
+
+def test_failing_callback_is_disabled_not_fatal():
+    calls = []
+
+    def bad(study, changes):
+        calls.append(study.tick)
+        raise RuntimeError("boom")
+
+    seen = []
+    with pytest.warns(UserWarning, match="callback .* raised RuntimeError: boom; it is disabled"):
+        res = _study(scheduler="asha", callbacks=[bad, lambda st, ch: seen.append(len(ch["observations"]))])
+    assert calls == [1]  # called once, then disabled
+    assert len(seen) == res.ticks + 1 and sum(seen) == sum(len(t.curve) for t in res.trials)
+    ref = _study(scheduler="asha").dataframe()
+    pd.testing.assert_frame_equal(res.dataframe()[["trial", "status", "final_score"]], ref[["trial", "status", "final_score"]])
