@@ -168,3 +168,22 @@ def test_refill_and_copy_from():
     copied = runner.copy_from(state, np.array([2, 2, 0, 3]))
     for a, c in zip(jax.tree.leaves(state.params), jax.tree.leaves(copied.params)):
         np.testing.assert_array_equal(np.asarray(c), np.asarray(a)[[2, 2, 0, 3]])
+
+
+def test_take_and_put_round_trip():
+    """A paused trial's members (take) come back bit for bit when it resumes (put), into any slot."""
+    runner = hj.get_runner(AGENT)
+    hp = _hp(4)
+    keys, _ = member_keys(as_key(5), 4, 1)
+    state, _ = runner.advance(runner.init(keys, hp), hp, 2)
+    saved = runner.take(state, np.array([1, 3]))
+    other, _ = runner.advance(state, hp, 1)  # the population moves on meanwhile
+    back = runner.put(other, np.array([2, 0]), saved)
+
+    def host(x):
+        return np.asarray(jax.random.key_data(x)) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else np.asarray(x)
+
+    for s, o, b in zip(jax.tree.leaves(state), jax.tree.leaves(other), jax.tree.leaves(back)):
+        s, o, b = host(s), host(o), host(b)
+        np.testing.assert_array_equal(b[[2, 0]], s[[1, 3]])
+        np.testing.assert_array_equal(b[[1, 3]], o[[1, 3]])

@@ -3,6 +3,7 @@ buckets, synchronous brackets, PBT lineage, the trial log and host-side validati
 
 import math
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,6 +25,10 @@ def _study(scheduler="hypertrick", space=SPACE, agent=AGENT, budget=6 * 4 * PHAS
     args = dict(KW)
     args.update(kw)
     return hj.tune(agent, space, budget=budget, scheduler=scheduler, **args)
+
+
+def _host(x):
+    return np.asarray(jax.random.key_data(x)) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else np.asarray(x)
 
 
 def _check_records(res, budget, num_phases=4):
@@ -116,7 +121,20 @@ def test_hyperband_runs_its_brackets():
 
 def test_pbt_lineage_and_failed_members():
     space = SearchSpace({"learning_rate": Float(1e-4, 1e-2, log=True), "ent_coef": Float(0.0, 0.05)})
-    res = _study(scheduler=PBT(interval=1, quantile=0.34), space=space, budget=6 * 4 * PHASE)
+    copies = []
+
+    def check_copies(study, changes):
+        # right after the exploit step, before the next phase trains: a child's members are
+        # its parent's, bit for bit (params, optimizer and env state)
+        for d in changes["decisions"]:
+            if d.action.value == "exploit":
+                pool = study.pools[d.pool]
+                src = int(np.flatnonzero(pool.trial == d.source)[0])
+                a, b = jax.tree.leaves(pool.take(d.slot)), jax.tree.leaves(pool.take(src))
+                copies.append(all(np.array_equal(_host(x), _host(y)) for x, y in zip(a, b)))
+
+    res = _study(scheduler=PBT(interval=1, quantile=0.34), space=space, budget=6 * 4 * PHASE, callbacks=[check_copies])
+    assert copies and all(copies)
     df = res.dataframe()
     kids = [t for t in res.trials if t.origin == "pbt"]
     assert kids, "exploit steps create children"
