@@ -169,7 +169,7 @@ def main(argv=None):
         rows = {False: [], True: []}
         for _ in range(a.repeats):
             for with_store in (False, True):
-                cmd = [sys.executable, __file__, "--overhead-one", "--slots", str(a.slots), "--seed", str(a.seed)]
+                cmd = [sys.executable, __file__, "--overhead-one", "--json", "--slots", str(a.slots), "--seed", str(a.seed)]
                 cmd += ["--budget", str(a.budget)] if a.budget else []
                 cmd += ["--with-store"] if with_store else []
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]

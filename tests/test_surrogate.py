@@ -11,23 +11,61 @@ from hyperjax.space import Choice, Float, Int, SearchSpace
 from hyperjax.surrogate import BNN, BNNConfig, BNNProposer, features, sobol_indices
 from hyperjax.surrogate.proposer import Warp
 
-FAST = BNNConfig(hidden=(32, 32), svi_steps=1500, num_draws=32)
+# Compiling an SVI program (10-20 s on a CPU core) is what these tests cost, not running one
+# (1500 steps on 64 rows: under a second). Programs are cached per (settings less the step
+# counts, data capacity, feature count), so every fit here keeps the default net, ensemble and
+# draws (only step counts differ, and they are traced): FAST, the defaults, the study test's
+# surrogate and the extrapolation scheduler's own predictor share one program per capacity and
+# feature count. Keep new fits on these settings, capacities (64, 128) and feature counts
+# (1, 2, 3, 8). A fit of n > 32 observations also queues the next capacity's program on the
+# surrogate's single compile thread (BNN.prepare): fits whose next capacity no test uses skip
+# that (_FixedHistoryBNN, also as a proposer's surrogate); proposers are built with
+# precompile=False so that their first program compiles in the test's thread beside that
+# queue, not behind it; and the test order lets queued programs compile while the next test
+# works (the uncertainty test before the warm-start one, the low-fidelity test after the study
+# that compiles its programs).
+FAST = BNNConfig(svi_steps=1500)
 
 
-def _fit(x, y, seed=0, config=FAST):
+class _FixedHistoryBNN(BNN):
+    """A BNN that does not compile the next data capacity's program ahead of need (``prepare``,
+    which every fit of more than half its capacity calls): for fits whose history never grows
+    and whose next capacity no other test here uses, that compile is pure cost. Fitting is
+    :class:`BNN`'s own; the proposer and study tests still compile ahead."""
+
+    def prepare(self, n: int, features: int) -> None:
+        pass
+
+
+def _fit(x, y, seed=0, config=FAST, cls=BNN):
     import jax
 
-    return BNN(config).fit(jax.random.key(seed), x, y)
+    return cls(config).fit(jax.random.key(seed), x, y)
 
 
 def test_posterior_mean_fits_a_known_function():
     x = np.linspace(0, 1, 60)[:, None]
     y = np.sin(2 * np.pi * x[:, 0]) + 0.05 * np.random.default_rng(0).normal(size=60)
-    post = _fit(x, y)
+    post = _fit(x, y)  # a BNN: its fit compiles capacity 128 ahead, for the warm-start and noise tests
     grid = np.linspace(0.05, 0.95, 50)[:, None]
     mean, _ = post.predict(grid)
     err = np.abs(mean.mean(0) - np.sin(2 * np.pi * grid[:, 0]))
     assert err.mean() < 0.15, err.mean()
+
+
+def test_uncertainty_grows_away_from_the_data():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 0.4, size=(40, 1))
+    y = np.cos(3 * x[:, 0]) + 0.05 * rng.normal(size=40)
+    # a claim about the default surrogate: fit with the defaults (FAST's program, 3000 steps)
+    points = np.array([[0.2], [1.0]])  # in the data, far from it
+    mean, _ = _fit(x, y, config=BNNConfig(), cls=_FixedHistoryBNN).predict(points)
+    std = mean.std(0)
+    # one mean-field fit is overconfident away from the data; the ensemble with random prior
+    # functions is what makes the far-out spread several times the in-data one
+    assert std[1] > 2.5 * std[0], std
+    mean, _ = _fit(x, y, config=BNNConfig(prior_functions=0.0), cls=_FixedHistoryBNN).predict(points)
+    assert mean.std(0)[1] / mean.std(0)[0] < std[1] / std[0]
 
 
 def test_warm_start_continues_the_last_fit():
@@ -39,7 +77,7 @@ def test_warm_start_continues_the_last_fit():
     y = np.sin(2 * np.pi * x[:, 0])
     grid = np.linspace(0.05, 0.95, 50)[:, None]
     truth = np.sin(2 * np.pi * grid[:, 0])
-    bnn = BNN(dataclasses.replace(FAST, svi_warm_steps=1))
+    bnn = _FixedHistoryBNN(dataclasses.replace(FAST, svi_warm_steps=1))  # its 100 points stop at capacity 128
     bnn.fit(jax.random.key(0), x, y)
     warm, _ = bnn.fit(jax.random.key(1), x, y).predict(grid)
     cold, _ = _fit(x, y, seed=1, config=dataclasses.replace(FAST, svi_steps=1)).predict(grid)
@@ -56,25 +94,13 @@ def test_warm_start_continues_the_last_fit():
     assert np.abs(warm2.mean(0) - truth).mean() < 0.15
 
 
-def test_uncertainty_grows_away_from_the_data():
-    rng = np.random.default_rng(1)
-    x = rng.uniform(0, 0.4, size=(40, 1))
-    y = np.cos(3 * x[:, 0]) + 0.05 * rng.normal(size=40)
-    mean, _ = _fit(x, y).predict(np.array([[0.2], [1.0]]))
-    std = mean.std(0)
-    # one mean-field fit is overconfident away from the data; the ensemble with random prior
-    # functions is what makes the far-out spread several times the in-data one
-    assert std[1] > 2.5 * std[0], std
-    mean, _ = _fit(x, y, config=dataclasses.replace(FAST, prior_functions=0.0)).predict(np.array([[0.2], [1.0]]))
-    assert mean.std(0)[1] / mean.std(0)[0] < std[1] / std[0]
-
-
 def test_recommend_prefers_the_posterior_mean_to_a_lucky_draw():
     """A noisy region produces the single best observation; the surrogate's pick must come
     from the reliably good region instead."""
     rng = np.random.default_rng(5)
     space = SearchSpace({"a": Float(0, 1)})
-    prop = BNNProposer(space, seed=5, config=FAST)
+    prop = BNNProposer(space, seed=5, config=FAST, precompile=False)
+    prop.bnn = _FixedHistoryBNN(FAST)  # 80 observations, told at once: capacity 128 is their last
     u = rng.uniform(size=(80, 1))
     good = np.exp(-(((u[:, 0] - 0.3) / 0.1) ** 2))  # peak 1 at 0.3, noise-free
     noisy = np.where(u[:, 0] > 0.7, rng.normal(scale=0.4, size=80), 0.0)
@@ -88,10 +114,12 @@ def test_recommend_prefers_the_posterior_mean_to_a_lucky_draw():
 
 def test_heteroscedastic_noise_is_recovered():
     rng = np.random.default_rng(2)
-    x = rng.uniform(0, 1, size=(300, 1))
+    # 128 observations: the data capacity (and compiled program) of the warm-start test's refit
+    x = rng.uniform(0, 1, size=(128, 1))
     noise = np.where(x[:, 0] < 0.5, 0.05, 0.5)
-    y = x[:, 0] + noise * rng.normal(size=300)
-    _, scale = _fit(x, y).predict(np.array([[0.25], [0.75]]))  # Student-t scales, ~0.78 x the std
+    y = x[:, 0] + noise * rng.normal(size=128)
+    post = _fit(x, y, cls=_FixedHistoryBNN)
+    _, scale = post.predict(np.array([[0.25], [0.75]]))  # Student-t scales, ~0.78 x the std
     s = scale.mean(0)
     assert s[1] > 3 * s[0], s
     assert 0.02 < s[0] < 0.15 and 0.3 < s[1] < 0.8, s
@@ -107,7 +135,7 @@ def _objective(u):
 
 @pytest.mark.parametrize("acquisition", ["thompson", "qei"])
 def test_batches_are_distinct_valid_and_new(acquisition):
-    prop = BNNProposer(SPACE, seed=0, acquisition=acquisition, config=FAST)
+    prop = BNNProposer(SPACE, seed=0, acquisition=acquisition, config=FAST, precompile=False)
     for _ in range(3):
         u = prop.ask(8)
         prop.tell(u, _objective(u), np.full(8, 1e5))
@@ -123,7 +151,7 @@ def test_batches_are_distinct_valid_and_new(acquisition):
 
 
 def test_robust_to_what_studies_produce():
-    prop = BNNProposer(SPACE, seed=1, config=FAST)
+    prop = BNNProposer(SPACE, seed=1, config=FAST, precompile=False)
     assert prop.ask(4).shape == (4, 5)  # nothing told: Sobol fallback
     u = prop.ask(16)
     scores = np.full(16, 3.0)  # a constant objective
@@ -135,22 +163,6 @@ def test_robust_to_what_studies_produce():
     assert np.all(np.isfinite(v)) and prop.posterior is not None
     mean, std, noise = prop.predict(v)
     assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(np.isfinite(noise))
-
-
-def test_low_fidelity_scores_inform_the_target():
-    """Every trial is observed at two fidelities; the high one is the low one plus 1: the
-    posterior at the target must rank configurations seen only at low fidelity correctly."""
-    rng = np.random.default_rng(3)
-    space = SearchSpace({"a": Float(0, 1), "b": Float(0, 1)})
-    prop = BNNProposer(space, seed=3, config=FAST, target_budget=8e5)
-    u = rng.uniform(size=(60, 2))
-    f = lambda u: np.sin(3 * u[:, 0]) + u[:, 1]  # noqa: E731
-    prop.tell(u, f(u), np.full(60, 1e5))
-    prop.tell(u[:30], f(u[:30]) + 1.0, np.full(30, 8e5))
-    test = rng.uniform(size=(200, 2))
-    mean, _, _ = prop.predict(test)
-    assert np.corrcoef(mean, f(test))[0, 1] > 0.9
-    assert abs(np.mean(mean - f(test)) - 1.0) < 0.3  # predicted at the target fidelity
 
 
 def test_warp_is_monotone_and_inverts():
@@ -170,8 +182,13 @@ def test_warp_is_monotone_and_inverts():
 
 
 def test_predictions_come_back_in_score_units():
-    """Fit on warped scores of a skewed objective; the proposer's predictions are scores, and
-    closer to the truth than a fit to the raw scores."""
+    """Fit on warped scores of a skewed objective; the proposer's predictions are scores (the
+    warp's inverse is applied), as close to the truth as a fit to the raw scores up to 0.15.
+
+    (This test used to also claim the warped fit beats the raw one here. With jax 0.10.2 /
+    numpyro 0.22 it does not: relative errors 0.159 warped vs 0.061 raw, identical at the commit
+    that introduced the warp; the warp's benefit was measured on Hartmann-6 in
+    benchmarks/README.md, not on this 1-d function.)"""
     rng = np.random.default_rng(6)
     space = SearchSpace({"a": Float(0, 1)})
     f = lambda u: 10 + np.exp(4 * u[:, 0])  # noqa: E731
@@ -179,14 +196,17 @@ def test_predictions_come_back_in_score_units():
     grid = np.linspace(0.05, 0.95, 19)[:, None]
     errors = []
     for warp in (True, False):
-        prop = BNNProposer(space, seed=6, config=FAST, warp=warp)
+        prop = BNNProposer(space, seed=6, config=FAST, warp=warp, precompile=False)
+        prop.bnn = _FixedHistoryBNN(FAST)  # 80 observations, told at once: capacity 128 is their last
         prop.tell(u, f(u), np.ones(80))
         mean, std, noise = prop.predict(grid)
         assert np.all(std >= 0) and np.all(noise > 0)
         errors.append(np.mean(np.abs(mean - f(grid)) / f(grid)))
         if warp:
             assert prop.warp.lam < 0.9, prop.warp  # the skew was warped away
-    assert errors[0] < 0.15 and errors[0] < errors[1], errors
+    assert errors[1] < 0.1, errors  # the raw fit: the surrogate itself fits this function
+    # warped: predictions in score units (a fit left on the warped scale would be off by ~100%)
+    assert errors[0] < errors[1] + 0.15, errors
 
 
 def test_features_one_hot_unordered_choices():
@@ -208,12 +228,29 @@ def test_sobol_indices_of_known_functions():
 def test_bnn_proposer_drives_a_study():
     agent = hj.PPO(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=1, num_epochs=1, hidden=(16,))
     space = SearchSpace({"learning_rate": Float(1e-4, 1e-2, log=True), "gamma": Float(0.9, 0.999)})
-    prop = BNNProposer(space, seed=0, config=BNNConfig(hidden=(16, 16), svi_steps=300, svi_warm_steps=100, num_draws=16),
+    # FAST's program (net, ensemble, draws) with fewer steps: shared with the other 3-feature fits
+    prop = BNNProposer(space, seed=0, config=dataclasses.replace(FAST, svi_steps=300, svi_warm_steps=100),
                        min_observations=6)
     res = hj.tune(agent, space, budget=6 * 3 * 256 * 4, phase_steps=256, trial_steps=3 * 256, slots=6,
                   scheduler="asha", proposer=prop, eval_episodes=2, seed=0)
     assert len(res.trials) > 6 and prop.posterior is not None and prop.fit_seconds
     assert res.best is not None
+
+
+def test_low_fidelity_scores_inform_the_target():
+    """Every trial is observed at two fidelities; the high one is the low one plus 1: the
+    posterior at the target must rank configurations seen only at low fidelity correctly."""
+    rng = np.random.default_rng(3)
+    space = SearchSpace({"a": Float(0, 1), "b": Float(0, 1)})
+    prop = BNNProposer(space, seed=3, config=FAST, target_budget=8e5, precompile=False)
+    u = rng.uniform(size=(60, 2))
+    f = lambda u: np.sin(3 * u[:, 0]) + u[:, 1]  # noqa: E731
+    prop.tell(u, f(u), np.full(60, 1e5))
+    prop.tell(u[:30], f(u[:30]) + 1.0, np.full(30, 8e5))
+    test = rng.uniform(size=(200, 2))
+    mean, _, _ = prop.predict(test)
+    assert np.corrcoef(mean, f(test))[0, 1] > 0.9
+    assert abs(np.mean(mean - f(test)) - 1.0) < 0.3  # predicted at the target fidelity
 
 
 def test_bad_settings():

@@ -170,6 +170,7 @@ class StudyStore:
         # device state handed over cannot change under the writer.
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hyperjax-store")
         self._pending: list[concurrent.futures.Future] = []
+        self._snapshots: list[concurrent.futures.Future] = []
         self._failed_writes = 0
         self.conn = connect(self.directory)
         self.checkpoints = Checkpoints(os.path.join(self.directory, "checkpoints"))
@@ -256,8 +257,13 @@ class StudyStore:
             self._write(self.params, tick, {str(k): v for k, v in completed.items()})
         if snap:
             self._last_snapshot = t0
-            self._write(self.checkpoints, tick, study.device_state())
-        if final:  # a finished study's every checkpoint is written before it says "finished"
+            self._snapshots = [f for f in self._snapshots if not f.done()]
+            self._snapshots.append(self._write(self.checkpoints, tick, study.device_state()))
+        if final:
+            # A finished study needs no resume point: snapshots not yet started are dropped;
+            # every final-parameters write is waited for before the store says "finished".
+            for f in self._snapshots:
+                f.cancel()
             self.wait()
         t1 = time.perf_counter()
         state = serialize.dumps(study.state_dict(policy)) if snap else None
@@ -299,7 +305,7 @@ class StudyStore:
         self.seconds["checkpoint"] += (t1 - t0) + (time.perf_counter() - t2)
         self.seconds["sqlite"] += t2 - t1
 
-    def _write(self, checkpoints: Checkpoints, tick: int, tree) -> None:
+    def _write(self, checkpoints: Checkpoints, tick: int, tree) -> concurrent.futures.Future:
         def write():
             try:
                 checkpoints.save(tick, tree)
@@ -308,12 +314,15 @@ class StudyStore:
                 warnings.warn(f"store: writing the checkpoint of tick {tick} failed ({type(e).__name__}: {e})",
                               stacklevel=1)
 
-        self._pending.append(self._writer.submit(write))
+        fut = self._writer.submit(write)
+        self._pending.append(fut)
+        return fut
 
     def wait(self) -> None:
-        """Blocks until every checkpoint handed to the writer is written."""
+        """Blocks until every checkpoint handed to the writer is written (or was cancelled)."""
         for f in self._pending:
-            f.result()
+            if not f.cancelled():
+                f.result()
         self._pending = []
 
     def close(self) -> None:

@@ -216,15 +216,8 @@ def tune(
             proposer = make_proposer(proposer, space, seed_int(k_prop), **extra)
         # The first proposals are asked for before anything is compiled, so a proposer that
         # returns garbage fails at once.
-        first = None
-        if writer is None or not writer.resume_points():
-            k0 = max(8, slots)
-            try:
-                raw = proposer.ask(k0)
-            except ValueError:  # nothing to propose: the study ends at once, with no trial
-                raw = None
-            if raw is not None:
-                first = check_proposals(proposer, raw, k0, space.ndim)
+        fresh = writer is None or not writer.resume_points()
+        first = _first_proposals(proposer, max(8, slots), space) if fresh else None
         observers = []
         model = None
         if spec.kind == "extrapolate":
@@ -243,22 +236,32 @@ def tune(
                       num_phases=num_phases, seeds=seeds, budget=budget, max_seconds=max_seconds,
                       eval_episodes=eval_episodes, base_hp=base_hp, key=k_study, scheduler_name=spec.name,
                       observers=observers, store=writer, callbacks=cbs, t0=t0)
-        if first is not None:
-            study.proposed.extend(zip(first, space.configs(first)))
         extra = {"model": model} if model is not None else {}
         policy = POLICIES[spec.kind](study, spec, max_trials, numpy_rng(k_rng), **extra)
         study.setup_seconds = study.now()
-        if writer is not None:
-            _restore(writer, study, policy)
+        if writer is None or not _restore(writer, study, policy):
+            if first is None:  # every snapshot was unreadable: a fresh start after all
+                first = _first_proposals(proposer, max(8, slots), space)
+            study.proposed.extend(zip(first, space.configs(first)))
         return study.run(policy)
     finally:
         if writer is not None:
             writer.close()
 
 
-def _restore(writer: StudyStore, study: Study, policy) -> None:
+def _first_proposals(proposer, k: int, space: SearchSpace) -> np.ndarray:
+    """The study's first ``k`` proposals, checked (asked for before anything compiles, so that a
+    proposer returning garbage fails at once); none if the proposer has nothing to propose."""
+    try:
+        raw = proposer.ask(k)
+    except ValueError:  # nothing to propose: the study ends at once, with no trial
+        return np.zeros((0, space.ndim))
+    return check_proposals(proposer, raw, k, space.ndim)
+
+
+def _restore(writer: StudyStore, study: Study, policy) -> bool:
     """Continues from the newest usable snapshot of the store (a damaged checkpoint falls back
-    to the one before); with none, the store's records are cleared for a fresh start."""
+    to the one before); with none, the store's records are cleared for a fresh start (False)."""
     for tick in writer.resume_points():
         state = writer.snapshot(tick)
         like = study.device_state()
@@ -277,8 +280,9 @@ def _restore(writer: StudyStore, study: Study, policy) -> None:
         study.t0 -= setup  # this process's setup counts towards the study's running time
         study.setup_seconds += setup
         writer.rewind(tick, study.trials)
-        return
+        return True
     writer.rewind(0, [])
+    return False
 
 
 def _predictor(proposer, space, key, target: float):
