@@ -92,7 +92,10 @@ def _ref(reference, name, **kw):
 
 
 def test_store_records_what_the_study_returns(tmp_path, reference):
-    res = _study(store=str(tmp_path / "s"))
+    d = str(tmp_path / "s")
+    live = []  # what a reader sees while the study runs: every tick as soon as it is committed
+    res = _study(store=d, callbacks=[lambda st, ch: live.append((st.tick, hj.load_study(d, params=False).ticks))])
+    assert live[:-1] == [(t, t) for t in range(1, res.ticks + 1)]
     _same(res, _ref(reference, "hypertrick-sobol"))
     back = hj.load_study(str(tmp_path / "s"))
     _same(res, back, cols=COLS + ["compute_seconds", "start_time", "end_time"])
