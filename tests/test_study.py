@@ -275,3 +275,40 @@ def test_failing_callback_is_disabled_not_fatal():
     assert len(seen) == res.ticks + 1 and sum(seen) == sum(len(t.curve) for t in res.trials)
     ref = _study(scheduler="asha").dataframe()
     pd.testing.assert_frame_equal(res.dataframe()[["trial", "status", "final_score"]], ref[["trial", "status", "final_score"]])
+
+
+def test_compiles_only_at_setup_and_first_use():
+    """What compiles when: building the pools and the first tick (init, advance, refill, the
+    rule), then only the first use of a program a study had not needed yet (evaluate/take at
+    the first completion, take at the first pause, put at the first resume, the PBT gather);
+    a second study of the same shapes compiles nothing at all."""
+    import jax
+
+    agent = AGENT.replace(hidden=(12,))  # fresh shapes: nothing compiled by other tests
+    events = []
+    tick = [0]
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, secs, **kw: events.append(tick[0]) if name == "/jax/core/compile/backend_compile_duration" else None)
+    for sched, budget in (("hypertrick", 6 * 4 * PHASE * 3), ("successive_halving", 6 * 4 * PHASE * 2),
+                          (PBT(interval=1, quantile=0.34), 6 * 4 * PHASE)):
+        for rep in range(2):
+            events.clear()
+            tick[0] = 0
+            firsts, paused = {}, set()
+
+            def watch(study, changes):
+                for d in changes["decisions"]:
+                    kind = d.action.value
+                    if kind == "pause":
+                        paused.add(d.trial)
+                    if kind == "resume" and d.trial in paused:
+                        kind = "resume paused"  # put: a queued trial's first start is a refill
+                    firsts.setdefault(kind, study.tick - 1)  # compiled during that tick's work
+                tick[0] = study.tick
+
+            _study(scheduler=sched, budget=budget, agent=agent, seed=3 + rep, callbacks=[watch])
+            if rep == 0:
+                allowed = {0} | {firsts[a] for a in ("complete", "pause", "resume paused", "exploit") if a in firsts}
+                assert set(events) <= allowed, (sched, sorted(set(events)), allowed)
+            else:
+                assert events == [], (sched, events)

@@ -15,6 +15,7 @@ The decisions themselves are the pure functions of ``hyperjax.schedulers``.
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import time
 
@@ -47,6 +48,14 @@ def _outcome(a: Arrival, kept: bool, num_phases: int, reason: str) -> Decision:
     if not kept:
         return Decision(Action.EVICT, a.trial, a.pool, a.slot, reason=reason)
     return Decision(Action.CONTINUE, a.trial, a.pool, a.slot)
+
+
+@functools.lru_cache(maxsize=64)
+def _rule(spec, num_trials: int, num_phases: int, capacity: int):
+    """A spec's rule and its jitted ``decide``, shared by every study with the same settings (a
+    second study of the same shape compiles nothing)."""
+    scheduler = spec.build(num_trials, num_phases, capacity)
+    return scheduler, jax.jit(scheduler.decide)
 
 
 class AsyncPolicy:
@@ -85,8 +94,7 @@ class AsyncPolicy:
     def _build(self) -> None:
         """(Re)builds the rule for the current N and capacity, keeping the record so far."""
         n = self.max_trials or self.capacity
-        self.scheduler = self.spec.build(n, self.num_phases, self.capacity)
-        self._decide = jax.jit(self.scheduler.decide)
+        self.scheduler, self._decide = _rule(self.spec, n, self.num_phases, self.capacity)
         fresh = self.scheduler.init()
         if self.state is not None:
             old = np.asarray(self.state.scores)
