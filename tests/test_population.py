@@ -83,9 +83,20 @@ def test_no_recompile_when_values_change():
 
 
 def test_uneven_population_is_padded():
+    """3 members on 2 devices are padded to 4 with a copy of the last; the padding neither shows
+    in the results nor changes them: they equal, bit for bit, those of a population whose 4th
+    member is a real, different configuration (the same padded shape)."""
     r = hj.train(AGENT, _hp(3), total_timesteps=STEPS, seed=1, eval_episodes=2)
     assert r.curves.shape == (3, 1, 6) and r.eval_returns.shape == (3, 1)
     assert np.all(np.isfinite(r.eval_returns))
+    hp4 = AGENT.hparams(learning_rate=np.append(np.geomspace(1e-3, 3e-2, 3), 5e-4),
+                        gamma=np.append(np.linspace(0.9, 0.99, 3), 0.95))
+    full = hj.train(AGENT, hp4, total_timesteps=STEPS, seed=1, eval_episodes=2)
+    np.testing.assert_array_equal(full.curves[:3], r.curves)
+    np.testing.assert_array_equal(full.eval_returns[:3], r.eval_returns)
+    for i in range(3):
+        for x, y in zip(jax.tree.leaves(full.member_state(i).params), jax.tree.leaves(r.member_state(i).params)):
+            np.testing.assert_array_equal(x, y)
 
 
 def test_diverging_member_is_flagged_and_frozen():

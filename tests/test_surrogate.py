@@ -287,3 +287,24 @@ def test_nuts_exact_path_fits_a_small_history():
     mean, scale = _fit(x, y, config=cfg).predict(np.array([[0.25], [0.75]]))
     assert mean.shape == (16, 2) and np.all(np.isfinite(mean)) and np.all(scale > 0)
     np.testing.assert_allclose(mean.mean(0), [0.5, 1.5], atol=0.25)
+
+
+def test_fit_seconds_counts_until_the_draws_exist():
+    """``fit_seconds`` stops when the posterior's draws are computed, not when the asynchronous
+    dispatch returns."""
+    import time
+
+    import jax
+
+    rng = np.random.default_rng(3)
+    prop = BNNProposer(SearchSpace({"a": Float(0, 1)}), seed=3, config=FAST, min_observations=4, precompile=False)
+    prop.bnn = _FixedHistoryBNN(FAST)
+    u = rng.uniform(size=(40, 1))
+    prop.tell(u, np.sin(6 * u[:, 0]), np.ones(40))
+    prop.fit()  # compiles
+    prop.tell(rng.uniform(size=(1, 1)), np.zeros(1), np.ones(1))
+    t0 = time.perf_counter()
+    post = prop.fit()
+    jax.block_until_ready(post.draws)
+    waited = time.perf_counter() - t0
+    assert prop.fit_seconds[-1] >= 0.9 * waited, (prop.fit_seconds[-1], waited)

@@ -241,6 +241,9 @@ class BNNProposer(DedupProposer):
         self._key, k = jax.random.split(self._key)
         self.warp = Warp.fit(y) if self.warp_scores else Warp()
         self.posterior = self.bnn.fit(k, self.inputs(u, b), self.warp(y))
+        # the draws come back before the device has computed them (asynchronous dispatch):
+        # the fit's time is until they exist
+        jax.block_until_ready(self.posterior.draws)
         self.fit_seconds.append(time.perf_counter() - t0)
         self._fitted_on = len(y)
         return self.posterior
