@@ -5,8 +5,8 @@
 Trials (Sobol-proposed configurations of the traced PPO hyperparameters) flow through
 ``--slots`` population slots, trained together as one sharded program; at every phase boundary
 HyperTrick evicts weak trials and the freed slots are refilled at once. Completed trials are
-evaluated greedily on held-apart episodes. Prints a line per tick, the top five configurations
-and a JSON summary. Everything is recorded in the study's store (``--store``, default
+evaluated greedily on held-apart episodes. Shows live progress (a panel in a terminal, a line
+per tick in a log), then the top five configurations and a JSON summary. Everything is recorded in the study's store (``--store``, default
 ``runs/quickstart``) as it runs: a study killed at any moment continues where it stopped when the
 same command runs again (or ``hj.resume(store)``), and ``hj.load_study(store)`` reads it back.
 """
@@ -59,14 +59,9 @@ def main(argv=None):
     print(f"PPO on {a.env}: {a.scheduler} study, {a.slots} slots x {a.seeds} seed(s), {a.budget:,} env steps, "
           f"phases of {a.phase_steps:,} steps, on {jax.device_count()} device(s)", flush=True)
 
-    def progress(steps, m):
-        print(f"  tick {m['study/tick']:>3d}  {m['study/seconds']:6.1f}s  {steps:>11,d} steps  trials {m['study/trials']:>4d}"
-              f"  running {m['study/running']:>3d}  completed {m['study/completed']:>4d}  evicted {m['study/evicted']:>4d}"
-              f"  failed {m['study/failed']:>3d}  best {m['study/best_score']:7.1f}", flush=True)
-
     res = hj.tune(agent, SPACE, budget=a.budget, phase_steps=a.phase_steps, trial_steps=a.phases * a.phase_steps,
                   slots=a.slots, seeds=a.seeds, scheduler=scheduler, seed=a.seed, max_seconds=a.max_seconds,
-                  progress_fn=progress, store=store)
+                  callbacks=[hj.callbacks.Console()], store=store)
     df = res.dataframe()
     done = df[df.status == "completed"].sort_values("final_score", ascending=False)
     print("\nrank  trial  eval_return  " + "  ".join(f"{n:>13s}" for n in SPACE.names))

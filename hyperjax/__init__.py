@@ -13,7 +13,7 @@ from hyperjax.agents import A2C, PPO, A2CHParams, PPOHParams, make_agent  # noqa
 from hyperjax.envs import available_envs, make_env  # noqa: E402
 from hyperjax.population import Runner, get_runner, population_mesh  # noqa: E402
 from hyperjax.train import TrainResult, train  # noqa: E402
-from hyperjax import schedulers, space, store  # noqa: E402
+from hyperjax import callbacks, schedulers, space, store  # noqa: E402
 from hyperjax.space import Choice, Float, Int, SearchSpace  # noqa: E402
 from hyperjax.study import StudyResult, load_study, resume, tune  # noqa: E402
 
@@ -32,6 +32,7 @@ __all__ = [
     "Runner",
     "TrainResult",
     "available_envs",
+    "callbacks",
     "configure_host_devices",
     "get_runner",
     "load_study",

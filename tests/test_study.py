@@ -312,3 +312,17 @@ def test_compiles_only_at_setup_and_first_use():
                 assert set(events) <= allowed, (sched, sorted(set(events)), allowed)
             else:
                 assert events == [], (sched, events)
+
+
+def test_console_progress_lines_and_panel():
+    import io
+
+    log, term = io.StringIO(), io.StringIO()
+    res = _study(scheduler="asha", callbacks=[hj.callbacks.Console(file=log),
+                                              hj.callbacks.Console(file=term, force_terminal=True)])
+    lines = log.getvalue().splitlines()
+    assert len(lines) == res.ticks + 1 and lines[-1].startswith("done: tick")
+    assert f"{res.env_steps:,} / " in lines[-1] and f"completed {res.summary()['completed']}" in lines[-1]
+    assert f"best {res.best_score:.4g} (trial {res.best.id}" in lines[-1]
+    panel = term.getvalue()
+    assert "hyperjax study" in panel and "steps/s" in panel and "completed" in panel
