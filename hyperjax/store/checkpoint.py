@@ -62,23 +62,8 @@ class Checkpoints:
         target = jax.tree.map(_abstract, like)
         return self._ckpt.restore(self.path(tick), target)
 
-    def metadata(self, tick: int) -> Any:
-        """The saved tree's structure with shapes and dtypes (no data read)."""
-        return self._ckpt.metadata(self.path(tick))
-
-    def restore_saved(self, tick: int) -> Any:
-        """Tick ``tick``'s tree as it was saved, on the default device (for readers that do not
-        know its structure)."""
-        meta = self.metadata(tick)
-        tree = getattr(meta, "item_metadata", meta)
-        tree = getattr(tree, "tree", tree)
-        dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        like = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=dev), tree,
-                            is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
-        return self._ckpt.restore(self.path(tick), like)
-
     def remove(self, ticks) -> None:
-        """Deletes the checkpoints of ``ticks`` and any temporary directories left by kills."""
+        """Deletes the checkpoints of ``ticks``."""
         for t in ticks:
             shutil.rmtree(self.path(t), ignore_errors=True)
 
