@@ -83,3 +83,51 @@ def diff(old: Any, new: Any, path: str = "") -> list[str]:
                 out.extend(diff(old[k], new[k], p))
         return out
     return [] if old == new else [f"{path}: {old!r} -> {new!r}"]
+
+
+# what a study configuration (YAML, or the store's ``config``) may hold besides agent/space/scheduler
+_TUNE_KEYS = ("proposer", "budget", "phase_steps", "trial_steps", "slots", "seeds", "seed", "eval_episodes",
+              "max_trials", "max_seconds", "fixed", "snapshot_every", "snapshot_seconds", "keep_params")
+KEYS = ("agent", "space", "scheduler", "devices") + _TUNE_KEYS
+
+
+def tune_arguments(c: Mapping) -> tuple[ActorCriticAgent, SearchSpace, dict]:
+    """``(agent, space, keyword arguments of hj.tune)`` from a configuration dict (a YAML file's
+    or a store's). Errors name the configuration's key: ``scheduler: ... r=1.5 must be ...``."""
+    if not isinstance(c, Mapping):
+        raise ValueError(f"config: expected a mapping of settings, got {type(c).__name__}")
+    unknown = [k for k in c if k not in KEYS]
+    if unknown:
+        raise ValueError(f"config: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(KEYS)}")
+    for k in ("agent", "space"):
+        if k not in c:
+            raise ValueError(f"config: {k!r} is missing")
+
+    def section(path, fn, value):
+        try:
+            return fn(value)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+            raise ValueError(f"{path}: {msg}") from None
+
+    agent = section("agent", agent_from_dict, c["agent"])
+    space = section("space", lambda d: space_from_dict({n: _dim_checked(n, v) for n, v in d.items()}), c["space"])
+    kwargs = {k: c[k] for k in _TUNE_KEYS if k in c and c[k] is not None}
+    if "scheduler" in c:
+        kwargs["scheduler"] = section("scheduler", scheduler_from_dict, c["scheduler"]) if isinstance(
+            c["scheduler"], Mapping) else c["scheduler"]
+    if isinstance(kwargs.get("proposer"), Mapping):
+        raise ValueError(f"proposer: {kwargs['proposer']!r} is a custom object; pass it to hj.resume(store, proposer=...)")
+    if isinstance(kwargs.get("seed"), Mapping):
+        from hyperjax.rng import load_key
+
+        kwargs["seed"] = load_key(kwargs["seed"]["key"])
+    if "fixed" in kwargs and not kwargs["fixed"]:
+        del kwargs["fixed"]
+    return agent, space, kwargs
+
+
+def _dim_checked(name: str, spec: Any) -> Mapping:
+    if not isinstance(spec, Mapping) or spec.get("type") not in _DIMS:
+        raise ValueError(f"{name}: {spec!r} must be a mapping with type: one of {', '.join(_DIMS)}")
+    return spec

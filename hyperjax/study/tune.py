@@ -343,20 +343,13 @@ def resume(store: str, *, proposer: Any = None, progress_fn: Callable | None = N
     store = check_directory(store, "resume: store")
     if not exists(store):
         raise ValueError(f"resume: store={store!r} holds no hyperjax study")
-    c = load_meta(store)["config"]
+    c = dict(load_meta(store)["config"])
     if isinstance(c["proposer"], dict):
         if proposer is None or type(proposer).__qualname__ != c["proposer"]["object"]:
             raise ValueError(f"resume: the study used a {c['proposer']['object']} proposer object; pass it as proposer=")
-    else:
-        proposer = c["proposer"]
-    seed = c["seed"]
-    if isinstance(seed, dict):
-        from hyperjax.rng import load_key
-
-        seed = load_key(seed["key"])
-    return tune(cfgmod.agent_from_dict(c["agent"]), cfgmod.space_from_dict(c["space"]),
-                budget=c["budget"], phase_steps=c["phase_steps"], trial_steps=c["trial_steps"], slots=c["slots"],
-                scheduler=cfgmod.scheduler_from_dict(c["scheduler"]), proposer=proposer, seeds=c["seeds"], seed=seed,
-                eval_episodes=c["eval_episodes"], max_trials=c["max_trials"], max_seconds=c["max_seconds"],
-                fixed=c["fixed"] or None, progress_fn=progress_fn, callbacks=callbacks, store=store, devices=devices,
+        c["proposer"] = None
+    agent, space, kwargs = cfgmod.tune_arguments(c)
+    if proposer is not None:
+        kwargs["proposer"] = proposer
+    return tune(agent, space, **kwargs, progress_fn=progress_fn, callbacks=callbacks, store=store, devices=devices,
                 snapshot_every=snapshot_every, snapshot_seconds=snapshot_seconds, keep_params=keep_params)

@@ -1,0 +1,120 @@
+"""The ``hyperjax`` command line (also ``python -m hyperjax``)::
+
+    hyperjax tune CONFIG.yaml --store DIR [--set key=value ...]   # run (or resume) a study
+    hyperjax resume DIR                                          # continue a killed study
+    hyperjax show DIR [--top 10]                                 # summary and best trials
+    hyperjax best DIR [--episodes 64] [--seed 1]                 # re-evaluate the best trial
+
+A study configuration is the YAML form of what the store keeps (``hyperjax.config``): ``agent``
+(``name`` and static settings), ``space`` (``name: {type: Float|Int|Choice, ...}``),
+``scheduler`` (``name`` and options), and ``hj.tune``'s other arguments (``budget``,
+``phase_steps``, ``trial_steps``, ``slots``, ``seeds``, ``seed``, ``proposer``, ...); see
+``experiments/configs/``. ``--set scheduler.r=0.2`` overrides a value (parsed as YAML). Bad keys
+or values fail before anything compiles, naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import click
+
+
+def _load_config(path: str, sets: tuple[str, ...]) -> dict:
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        config = yaml.safe_load(f) or {}
+    if not isinstance(config, dict):
+        raise click.BadParameter(f"{path} must hold a mapping of settings", param_hint="CONFIG")
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} must look like key.sub=value", param_hint="--set")
+        node = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise click.BadParameter(f"{key}: {p} is not a mapping", param_hint="--set")
+        node[leaf] = yaml.safe_load(raw)
+    return config
+
+
+def _summary(res, top: int) -> None:
+    click.echo(json.dumps(res.summary()))
+    df = res.dataframe()
+    done = df[df.status == "completed"].sort_values("final_score", ascending=False).head(top)
+    names = [c for c in df.columns if c.startswith("config/")]
+    if len(done):
+        click.echo(done[["trial", "final_score", "phases", *names]].to_string(index=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """hyperjax: JAX-vectorised tuning of RL hyperparameters."""
+
+
+@main.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--store", required=True, help="the study's store directory (an existing one is resumed)")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a configuration value")
+@click.option("--quiet", is_flag=True, help="no progress display")
+def tune(config: str, store: str, sets: tuple[str, ...], quiet: bool) -> None:
+    """Run the study CONFIG.yaml describes, recording it in --store."""
+    import hyperjax as hj
+    from hyperjax.config import tune_arguments
+
+    try:
+        agent, space, kwargs = tune_arguments(_load_config(config, sets))
+        res = hj.tune(agent, space, store=store, callbacks=[] if quiet else [hj.callbacks.Console()], **kwargs)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    _summary(res, 5)
+
+
+@main.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--quiet", is_flag=True, help="no progress display")
+def resume(store: str, quiet: bool) -> None:
+    """Continue the study in STORE from its last committed tick."""
+    import hyperjax as hj
+
+    try:
+        res = hj.resume(store, callbacks=[] if quiet else [hj.callbacks.Console()])
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    _summary(res, 5)
+
+
+@main.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--top", default=10, show_default=True, help="best completed trials to list")
+def show(store: str, top: int) -> None:
+    """Summary and best trials of the study in STORE (finished, killed or running)."""
+    import hyperjax as hj
+
+    _summary(hj.load_study(store, params=False), top)
+
+
+@main.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--episodes", default=64, show_default=True, help="greedy episodes per seed")
+@click.option("--seed", default=1, show_default=True, help="evaluation seed (apart from the study's)")
+def best(store: str, episodes: int, seed: int) -> None:
+    """Re-evaluate the best trial's saved parameters on fresh episodes."""
+    import hyperjax as hj
+
+    res = hj.load_study(store)
+    if res.best is None or res.best_state is None:
+        raise click.ClickException(f"{store}: no completed trial with saved parameters yet")
+    score = res.evaluate_best(episodes=episodes, seed=seed)
+    click.echo(json.dumps({"trial": res.best.id, "study_score": res.best_score,
+                           "reevaluated": None if not math.isfinite(score) else score,
+                           "episodes": episodes, "seed": seed, "config": res.best_config}))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
