@@ -7,28 +7,6 @@ import sys
 from typing import IO, Any
 
 
-def progress(study) -> dict[str, Any]:
-    """The numbers the console shows, from a running study (plain values)."""
-    counts = study.counts()
-    now = study.now()
-    used, budget = study.used, study.budget
-    frac = used / budget if budget else math.nan
-    # ETA from the budget spent so far; a wall-clock cap bounds it
-    eta = now * (1 - frac) / frac if 0 < frac <= 1 else math.nan
-    if study.max_seconds is not None:
-        eta = min(eta, max(0.0, study.max_seconds - now)) if math.isfinite(eta) else max(0.0, study.max_seconds - now)
-    train = study.timing.get("train", 0.0)
-    return {
-        "tick": study.tick, "seconds": now, "env_steps": used, "budget": budget, "budget_fraction": frac, "eta": eta,
-        "trials": len(study.trials), "running": counts.get("running", 0), "paused": counts.get("paused", 0),
-        "completed": counts.get("completed", 0), "evicted": counts.get("evicted", 0), "failed": counts.get("failed", 0),
-        "best_score": study.best.final_score if study.best is not None else math.nan,
-        "best_trial": study.best.id if study.best is not None else -1, "found_best_at": study.found_best_at,
-        "steps_per_second": used / train if train > 0 else math.nan,
-        "slot_utilization": study.busy_ticks[0] / max(study.busy_ticks[1], 1),
-    }
-
-
 def _hms(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "-"
@@ -91,7 +69,7 @@ class Console:
         return Panel(t, title="hyperjax study", expand=False)
 
     def __call__(self, study, changes) -> None:
-        p = progress(study)
+        p = study.progress()
         if not self._terminal():
             print(line(p) if not changes.get("final") else "done: " + line(p), file=self.file or sys.stdout, flush=True)
             return

@@ -42,6 +42,7 @@ import json
 import math
 import os
 import sqlite3
+import time
 import warnings
 from typing import Any
 
@@ -171,16 +172,12 @@ class StudyStore:
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hyperjax-store")
         self._pending: list[concurrent.futures.Future] = []
         self._snapshots: list[concurrent.futures.Future] = []
-        self._failed_writes = 0
         self.conn = connect(self.directory)
         self.checkpoints = Checkpoints(os.path.join(self.directory, "checkpoints"))
         self.params = Checkpoints(os.path.join(self.directory, "params"))
         self.seconds = {"sqlite": 0.0, "checkpoint": 0.0}
 
     # -- the study row -------------------------------------------------------------------------
-    def meta(self) -> dict[str, Any]:
-        return read_meta(self.conn)
-
     def create(self, config: dict, versions: dict) -> None:
         """Starts a new study in an empty store."""
         with self.conn:
@@ -242,8 +239,6 @@ class StudyStore:
     def persist(self, study, policy, changes: dict, final: bool = False) -> None:
         """Writes what tick ``study.tick`` changed; at snapshot ticks also the host state and a
         checkpoint of the device state (started first, written in the background)."""
-        import time
-
         tick = study.tick
         t0 = time.perf_counter()
         self._pending = [f for f in self._pending if not f.done()]
@@ -310,7 +305,6 @@ class StudyStore:
             try:
                 checkpoints.save(tick, tree)
             except Exception as e:  # a failed write leaves an older resume point; the study goes on
-                self._failed_writes += 1
                 warnings.warn(f"store: writing the checkpoint of tick {tick} failed ({type(e).__name__}: {e})",
                               stacklevel=1)
 

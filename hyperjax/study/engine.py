@@ -546,6 +546,31 @@ class Study:
                 "buckets": [dict(p.bucket, slots=p.slots, steps_per_phase=p.steps) for p in self.pools],
                 "finished": self.finished}
 
+    def progress(self) -> dict[str, Any]:
+        """Where the study stands, as plain values (what progress displays and ``progress_fn``
+        show): tick, seconds, env steps and budget fraction, ETA, trials by status, the best and
+        when it was found, training env steps/s, slot utilisation."""
+        counts = self.counts()
+        now = self.now()
+        used, budget = self.used, self.budget
+        frac = used / budget if budget else math.nan
+        # ETA from the budget spent so far; a wall-clock cap bounds it
+        eta = now * (1 - frac) / frac if 0 < frac <= 1 else math.nan
+        if self.max_seconds is not None:
+            left = max(0.0, self.max_seconds - now)
+            eta = min(eta, left) if math.isfinite(eta) else left
+        train = self.timing.get("train", 0.0)
+        return {
+            "tick": self.tick, "seconds": now, "env_steps": used, "budget": budget, "budget_fraction": frac, "eta": eta,
+            "trials": len(self.trials), "running": counts.get("running", 0), "paused": counts.get("paused", 0),
+            "completed": counts.get("completed", 0), "evicted": counts.get("evicted", 0),
+            "failed": counts.get("failed", 0),
+            "best_score": self.best.final_score if self.best is not None else math.nan,
+            "best_trial": self.best.id if self.best is not None else -1, "found_best_at": self.found_best_at,
+            "steps_per_second": used / train if train > 0 else math.nan,
+            "slot_utilization": self.busy_ticks[0] / max(self.busy_ticks[1], 1),
+        }
+
     def counts(self) -> dict[str, int]:
         return collections.Counter(t.status for t in self.trials)
 

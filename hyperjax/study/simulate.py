@@ -65,7 +65,7 @@ class SyntheticPool:
 
     def __init__(self, slots: int, seeds: int, noise: float, rng: np.random.Generator):
         self.index, self.bucket, self.offset, self.agent = 0, {}, 0, None
-        self.slots, self.seeds, self.steps, self.updates = slots, seeds, 1, 1
+        self.slots, self.seeds, self.steps = slots, seeds, 1
         self.members = slots * seeds
         self.noise, self.rng = noise, rng
         self.trial = np.full(slots, -1, np.int64)

@@ -4,7 +4,6 @@ reads one back."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import warnings
 from typing import Any, Callable, Mapping
@@ -302,18 +301,9 @@ def _progress_callback(progress_fn):
     def progress(study, changes):
         if changes.get("final"):
             return
-        counts = study.counts()
-        progress_fn(study.used, {
-            "study/tick": study.tick,
-            "study/seconds": study.now(),
-            "study/trials": len(study.trials),
-            "study/running": counts["running"],
-            "study/completed": counts["completed"],
-            "study/evicted": counts["evicted"],
-            "study/failed": counts["failed"],
-            "study/best_score": study.best.final_score if study.best else math.nan,
-            "study/slot_utilization": study.busy_ticks[0] / max(study.busy_ticks[1], 1),
-        })
+        p = study.progress()
+        progress_fn(study.used, {f"study/{k}": p[k] for k in (
+            "tick", "seconds", "trials", "running", "completed", "evicted", "failed", "best_score", "slot_utilization")})
 
     return progress
 
