@@ -16,6 +16,7 @@ from hyperjax.train import TrainResult, train  # noqa: E402
 from hyperjax import callbacks, schedulers, space, store  # noqa: E402
 from hyperjax.space import Choice, Float, Int, SearchSpace  # noqa: E402
 from hyperjax.study import StudyResult, load_study, resume, tune  # noqa: E402
+from hyperjax.interop import to_optuna  # noqa: E402  (optuna itself is imported when called)
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "schedulers",
     "space",
     "store",
+    "to_optuna",
     "train",
     "tune",
 ]

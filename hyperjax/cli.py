@@ -4,6 +4,7 @@
     hyperjax resume DIR                                          # continue a killed study
     hyperjax show DIR [--top 10]                                 # summary and best trials
     hyperjax best DIR [--episodes 64] [--seed 1]                 # re-evaluate the best trial
+    hyperjax to-optuna DIR sqlite:///optuna.db [--name N]        # export to an Optuna storage
 
 A study configuration is the YAML form of what the store keeps (``hyperjax.config``): ``agent``
 (``name`` and static settings), ``space`` (``name: {type: Float|Int|Choice, ...}``),
@@ -69,7 +70,12 @@ def tune(config: str, store: str, sets: tuple[str, ...], quiet: bool) -> None:
 
     try:
         agent, space, kwargs = tune_arguments(_load_config(config, sets))
-        res = hj.tune(agent, space, store=store, callbacks=[] if quiet else [hj.callbacks.Console()], **kwargs)
+        callbacks = kwargs.pop("callbacks", [])
+        console = [c for c in callbacks if isinstance(c, hj.callbacks.Console)]
+        callbacks = [c for c in callbacks if not isinstance(c, hj.callbacks.Console)]
+        if not quiet:  # the console is the CLI's default view; --quiet drops it even if the config names it
+            callbacks.insert(0, console[0] if console else hj.callbacks.Console())
+        res = hj.tune(agent, space, store=store, callbacks=callbacks, **kwargs)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     _summary(res, 5)
@@ -114,6 +120,23 @@ def best(store: str, episodes: int, seed: int) -> None:
     click.echo(json.dumps({"trial": res.best.id, "study_score": res.best_score,
                            "reevaluated": None if not math.isfinite(score) else score,
                            "episodes": episodes, "seed": seed, "config": res.best_config}))
+
+
+@main.command("to-optuna")
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.argument("storage")
+@click.option("--name", default=None, help="the Optuna study's name (default: the store directory's name)")
+@click.option("--overwrite", is_flag=True, help="replace an Optuna study of that name")
+def to_optuna(store: str, storage: str, name: str | None, overwrite: bool) -> None:
+    """Write the study in STORE into the Optuna STORAGE (e.g. sqlite:///optuna.db), for
+    optuna-dashboard and optuna.visualization."""
+    import hyperjax as hj
+
+    try:
+        study = hj.to_optuna(store, storage, name, overwrite=overwrite)
+    except (ValueError, ImportError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(json.dumps({"study_name": study.study_name, "trials": len(study.trials), "storage": storage}))
 
 
 if __name__ == "__main__":  # pragma: no cover

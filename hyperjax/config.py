@@ -88,12 +88,14 @@ def diff(old: Any, new: Any, path: str = "") -> list[str]:
 # what a study configuration (YAML, or the store's ``config``) may hold besides agent/space/scheduler
 _TUNE_KEYS = ("proposer", "budget", "phase_steps", "trial_steps", "slots", "seeds", "seed", "eval_episodes",
               "max_trials", "max_seconds", "fixed", "snapshot_every", "snapshot_seconds", "keep_params")
-KEYS = ("agent", "space", "scheduler", "devices") + _TUNE_KEYS
+KEYS = ("agent", "space", "scheduler", "devices", "callbacks") + _TUNE_KEYS
 
 
 def tune_arguments(c: Mapping) -> tuple[ActorCriticAgent, SearchSpace, dict]:
     """``(agent, space, keyword arguments of hj.tune)`` from a configuration dict (a YAML file's
-    or a store's). Errors name the configuration's key: ``scheduler: ... r=1.5 must be ...``."""
+    or a store's). Errors name the configuration's key: ``scheduler: ... r=1.5 must be ...``.
+    A ``callbacks`` list (names or ``{name: ..., **options}``, see
+    ``hyperjax.callbacks.registry``) becomes the ``callbacks`` argument."""
     if not isinstance(c, Mapping):
         raise ValueError(f"config: expected a mapping of settings, got {type(c).__name__}")
     unknown = [k for k in c if k not in KEYS]
@@ -124,6 +126,10 @@ def tune_arguments(c: Mapping) -> tuple[ActorCriticAgent, SearchSpace, dict]:
         kwargs["seed"] = load_key(kwargs["seed"]["key"])
     if "fixed" in kwargs and not kwargs["fixed"]:
         del kwargs["fixed"]
+    if c.get("callbacks"):  # who watches the study: not part of the study (a resume may name others)
+        from hyperjax.callbacks.registry import from_config
+
+        kwargs["callbacks"] = from_config(c["callbacks"])
     return agent, space, kwargs
 
 

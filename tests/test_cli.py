@@ -10,14 +10,9 @@ import hyperjax as hj
 from hyperjax.cli import main
 from hyperjax.config import tune_arguments
 
-CONFIG = {
-    "agent": {"name": "ppo", "env": "CartPole-v1", "num_envs": 4, "num_steps": 16, "num_minibatches": 1,
-              "num_epochs": 1, "hidden": [16]},
-    "space": {"learning_rate": {"type": "Float", "low": 1.0e-4, "high": 1.0e-2, "log": True},
-              "gamma": {"type": "Choice", "choices": [0.9, 0.99, 0.999], "ordered": True}},
-    "scheduler": {"name": "hypertrick", "r": 0.3},
-    "budget": 6 * 4 * 256 * 2, "phase_steps": 256, "trial_steps": 1024, "slots": 6, "eval_episodes": 2, "seed": 3,
-}
+from .conftest import SMALL_STUDY
+
+CONFIG = dict(SMALL_STUDY, budget=6 * 4 * 256 * 2)
 
 
 def _write(tmp_path, config=CONFIG):
@@ -59,6 +54,9 @@ def test_tune_show_best_resume(tmp_path):
     (["space.gamma.type=Uniform"], "space: gamma: .* must be a mapping with type"),
     (["slots=0"], "tune: slots=0"),
     (["nokey"], "must look like key.sub=value"),
+    (["callbacks=[console, tensorbored]"], r"callbacks\[1\]: callback 'tensorbored' is unknown; allowed: console"),
+    (["callbacks=[{name: console, colour: red}]"], r"callbacks\[0\]: console: .*colour"),
+    (["callbacks=console"], "callbacks: 'console' must be a list"),
 ])
 def test_bad_config_values_name_the_key(tmp_path, sets, match):
     agent_key = dict(CONFIG, agent=dict(CONFIG["agent"], hidden=[14]))  # untraced shapes
@@ -84,3 +82,44 @@ def test_quickstart_config_is_the_quick_start():
     assert space.dims == quickstart.SPACE.dims and agent == hj.PPO(env="CartPole-v1")
     assert kw["scheduler"] == hj.schedulers.HyperTrick(r=0.3) and kw["budget"] == 30_000_000
     assert kw["trial_steps"] == 8 * kw["phase_steps"] == 8 * 32_768 and kw["slots"] == 32
+
+
+@pytest.mark.parametrize("name", ["quickstart", "acrobot", "a2c_minatar"])
+def test_every_shipped_config_parses(name, tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.chdir(tmp_path)  # callbacks with relative log directories must not write at parse time
+    with open(os.path.join(os.path.dirname(__file__), "..", "experiments", "configs", f"{name}.yaml")) as f:
+        agent, space, kw = tune_arguments(yaml.safe_load(f))
+    assert space.ndim >= 3 and kw["trial_steps"] >= 5 * kw["phase_steps"]
+    assert all(callable(c) for c in kw.get("callbacks", []))
+    assert os.listdir(tmp_path) == []
+
+
+def test_callback_time_is_measured(tmp_path):
+    """The engine times every callback (``timing["callbacks"]`` and per class), so what a
+    watcher costs is visible in the study's own summary."""
+    import time
+
+    def slow(study, changes):
+        time.sleep(0.01)
+
+    agent, space, kw = tune_arguments(CONFIG)
+    res = hj.tune(agent, space, callbacks=[slow], **kw)
+    ticks = res.ticks + 1  # the final call too
+    assert res.timing["callback_slow"] == pytest.approx(res.timing["callbacks"], rel=0.05)
+    assert 0.01 * ticks <= res.timing["callbacks"] < 0.01 * ticks + 0.5
+
+
+def test_to_optuna_command(hypertrick_store, tmp_path):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    out = CliRunner().invoke(main, ["to-optuna", hypertrick_store, url, "--name", "s"])
+    assert out.exit_code == 0, out.output
+    res = hj.load_study(hypertrick_store, params=False)
+    study = optuna.load_study(study_name="s", storage=url)
+    assert json.loads(out.output) == {"study_name": "s", "trials": len(res.trials), "storage": url}
+    assert study.best_value == res.best_score
+    again = CliRunner().invoke(main, ["to-optuna", hypertrick_store, url, "--name", "s"])
+    assert again.exit_code != 0 and "overwrite" in again.output

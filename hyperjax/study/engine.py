@@ -180,11 +180,14 @@ class Study:
         ``hyperjax.store``), or ``None``.
       callbacks: callables ``callback(study, changes)`` called once per tick after the store.
       t0: the ``time.perf_counter()`` at which the study's clock started.
+      config: the whole study configuration as plain data (``hyperjax.config``; what the store
+        keeps): for callbacks that log it.
     """
 
     def __init__(self, *, agent, space, structural, buckets, pools, proposer, num_phases, seeds, budget,
                  max_seconds, eval_episodes, base_hp, key: jax.Array, scheduler_name: str,
-                 observers: list | None = None, store=None, callbacks: list | None = None, t0: float | None = None):
+                 observers: list | None = None, store=None, callbacks: list | None = None, t0: float | None = None,
+                 config: dict | None = None):
         self.agent, self.space, self.structural, self.buckets = agent, space, structural, buckets
         self.pools: list[Pool] = pools
         self.proposer = proposer
@@ -194,6 +197,7 @@ class Study:
         self.base_hp = base_hp
         self.key = key
         self.store = store
+        self.config = dict(config or {})
         self.callbacks = list(callbacks or [])
         self.scheduler_name = scheduler_name
         self.num_slots = sum(p.slots for p in pools)
@@ -203,7 +207,8 @@ class Study:
         self.used = 0  # env steps consumed, all members
         self.tick = 0
         self.tick_seconds: list[float] = []
-        self.timing = {"train": 0.0, "evaluate": 0.0, "tuner": 0.0, "store": 0.0}
+        self.timing = {"train": 0.0, "evaluate": 0.0, "tuner": 0.0, "store": 0.0, "callbacks": 0.0}
+        self.callback_seconds: dict[str, float] = {}  # by callback class name (this process's run)
         self.compile_by: dict[str, float] = {}
         self.section = "tuner"
         self.busy_ticks = [0, 0]  # occupied slot-ticks, slot-ticks (whole study)
@@ -476,9 +481,11 @@ class Study:
         self.section = "store"
         if self.store is not None:
             self.store.persist(self, policy, self.changes, final=final)
-        self.timing["store"] += time.perf_counter() - t0
-        self.section = "tuner"
+        t_cbs = time.perf_counter()
+        self.timing["store"] += t_cbs - t0
+        self.section = "callbacks"
         for cb in list(self.callbacks):
+            t_cb = time.perf_counter()
             try:
                 cb(self, self.changes)
             except Exception as e:  # a watcher must never kill the study or lose its records
@@ -486,6 +493,10 @@ class Study:
 
                 warnings.warn(f"callback {cb!r} raised {type(e).__name__}: {e}; it is disabled", stacklevel=2)
                 self.callbacks.remove(cb)
+            name = getattr(cb, "__name__", type(cb).__name__)
+            self.callback_seconds[name] = self.callback_seconds.get(name, 0.0) + time.perf_counter() - t_cb
+        self.timing["callbacks"] += time.perf_counter() - t_cbs
+        self.section = "tuner"
         self._new_changes()
 
     def _record(self, outs, host, train_s) -> list[Arrival]:
@@ -633,6 +644,7 @@ class Study:
         out["compile"] = sum(self.compile_by.get(k, 0.0) for k in self.timing)
         if self.store is not None:  # the store's share, split: SQLite transaction vs starting checkpoints
             out.update({f"store_{k}": v for k, v in self.store.seconds.items()})
+        out.update({f"callback_{k}": v for k, v in self.callback_seconds.items()})
         return out
 
     def result(self) -> StudyResult:

@@ -234,7 +234,7 @@ def tune(
         study = Study(agent=agent, space=space, structural=structural, buckets=buckets, pools=pools, proposer=proposer,
                       num_phases=num_phases, seeds=seeds, budget=budget, max_seconds=max_seconds,
                       eval_episodes=eval_episodes, base_hp=base_hp, key=k_study, scheduler_name=spec.name,
-                      observers=observers, store=writer, callbacks=cbs, t0=t0)
+                      observers=observers, store=writer, callbacks=cbs, t0=t0, config=config)
         extra = {"model": model} if model is not None else {}
         policy = POLICIES[spec.kind](study, spec, max_trials, numpy_rng(k_rng), **extra)
         study.setup_seconds = study.now()
