@@ -2,7 +2,8 @@
 
 Importing hyperjax exposes the host's CPU cores as JAX devices (unless JAX is already
 initialised, or ``XLA_FLAGS``/``HYPERJAX_HOST_DEVICES`` say otherwise) so that populations are
-sharded over them; import it before running any JAX operation.
+sharded over them; import it before running any JAX operation. ``hj.report``/``hj.reports``
+(plotly) and ``hj.watch``/``hj.render`` are imported on first use.
 """
 
 from hyperjax._devices import configure_host_devices
@@ -19,6 +20,25 @@ from hyperjax.study import StudyResult, load_study, resume, tune  # noqa: E402
 from hyperjax.interop import to_optuna  # noqa: E402  (optuna itself is imported when called)
 
 __version__ = "0.1.0"
+
+# name -> (module, attribute or None for the module itself): imported on first use, so that
+# importing hyperjax does not pay for plotly
+_LAZY = {
+    "report": ("hyperjax.reports", "report"),
+    "reports": ("hyperjax.reports", None),
+    "watch": ("hyperjax.render", "watch"),
+    "render": ("hyperjax.render", None),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        mod = importlib.import_module(module)
+        return mod if attr is None else getattr(mod, attr)
+    raise AttributeError(f"module 'hyperjax' has no attribute {name!r}")
 
 __all__ = [
     "A2C",
@@ -40,6 +60,9 @@ __all__ = [
     "make_agent",
     "make_env",
     "population_mesh",
+    "render",
+    "report",
+    "reports",
     "resume",
     "schedulers",
     "space",
@@ -47,4 +70,5 @@ __all__ = [
     "to_optuna",
     "train",
     "tune",
+    "watch",
 ]

@@ -1,10 +1,12 @@
 """The ``hyperjax`` command line (also ``python -m hyperjax``)::
 
-    hyperjax tune CONFIG.yaml --store DIR [--set key=value ...]   # run (or resume) a study
-    hyperjax resume DIR                                          # continue a killed study
-    hyperjax show DIR [--top 10]                                 # summary and best trials
-    hyperjax best DIR [--episodes 64] [--seed 1]                 # re-evaluate the best trial
-    hyperjax to-optuna DIR sqlite:///optuna.db [--name N]        # export to an Optuna storage
+    hyperjax tune CONFIG.yaml --store DIR [--set key=value ...]    # run (or resume) a study
+    hyperjax resume DIR                                            # continue a killed study
+    hyperjax show DIR [--top 10]                                   # summary and best trials
+    hyperjax best DIR [--episodes 64] [--seed 1]                   # re-evaluate the best trial
+    hyperjax report DIR [--out DIR]                                # report.html and PNGs
+    hyperjax watch DIR [--trial ID] --out best.gif [--stochastic]  # roll out a saved policy
+    hyperjax to-optuna DIR sqlite:///optuna.db [--name N]          # export to an Optuna storage
 
 A study configuration is the YAML form of what the store keeps (``hyperjax.config``): ``agent``
 (``name`` and static settings), ``space`` (``name: {type: Float|Int|Choice, ...}``),
@@ -120,6 +122,47 @@ def best(store: str, episodes: int, seed: int) -> None:
     click.echo(json.dumps({"trial": res.best.id, "study_score": res.best_score,
                            "reevaluated": None if not math.isfinite(score) else score,
                            "episodes": episodes, "seed": seed, "config": res.best_config}))
+
+
+@main.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="directory to write into (default: the store)")
+def report(store: str, out: str | None) -> None:
+    """Write report.html (interactive) and one PNG per figure for the study in STORE
+    (finished, killed or running)."""
+    from hyperjax.reports import report as write_report
+
+    try:
+        written = write_report(store, out)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    for path in written.values():
+        click.echo(path)
+
+
+@main.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--trial", type=int, default=None, help="trial id (default: the best trial)")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="a .gif to write (.html for brax environments)")
+@click.option("--steps", default=500, show_default=True, help="most env steps to record")
+@click.option("--episodes", default=1, show_default=True, help="episodes to record")
+@click.option("--stochastic", is_flag=True, help="sample actions (default: greedy)")
+@click.option("--seed", default=0, show_default=True, help="the rollout's seed")
+@click.option("--member", default=0, show_default=True, help="which of the trial's seeds plays")
+def watch(store: str, trial: int | None, out: str, steps: int, episodes: int, stochastic: bool, seed: int,
+          member: int) -> None:
+    """Roll out a trial's saved policy (the best trial by default) and write it as a GIF."""
+    from hyperjax.render import watch as watch_trial
+
+    try:
+        rec = watch_trial(store, trial, out, greedy=not stochastic, max_steps=steps, seed=seed, member=member,
+                          episodes=episodes)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(json.dumps({"out": str(rec.path), "label": rec.label, "returns": rec.returns.tolist(),
+                           "lengths": rec.lengths.tolist()}))
 
 
 @main.command("to-optuna")

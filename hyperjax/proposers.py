@@ -70,7 +70,8 @@ class SobolProposer(DedupProposer):
         super().load_state_dict(d)
         self._seed = d["seed"]
         self._engine = qmc.Sobol(self.space.ndim, scramble=True, seed=self._seed)
-        self._engine.fast_forward(int(d["position"]))
+        if int(d["position"]):  # scipy raises on fast_forward(0)
+            self._engine.fast_forward(int(d["position"]))
 
 
 def _bnn(acquisition: str):

@@ -123,3 +123,37 @@ def test_to_optuna_command(hypertrick_store, tmp_path):
     assert study.best_value == res.best_score
     again = CliRunner().invoke(main, ["to-optuna", hypertrick_store, url, "--name", "s"])
     assert again.exit_code != 0 and "overwrite" in again.output
+
+
+def test_watch_command(hypertrick_store, tmp_path):
+    from PIL import Image
+
+    out = CliRunner().invoke(main, ["watch", hypertrick_store, "--out", str(tmp_path / "best.gif"), "--steps", "40"])
+    assert out.exit_code == 0, out.output
+    rec = json.loads(out.output)
+    res = hj.load_study(hypertrick_store, params=False)
+    assert f"trial {res.best.id}" in rec["label"] and rec["lengths"][0] <= 40
+    with Image.open(tmp_path / "best.gif") as im:
+        assert im.n_frames == rec["lengths"][0] + 1
+    evicted = next(t.id for t in res.trials if t.status == "evicted")
+    bad = CliRunner().invoke(main, ["watch", hypertrick_store, "--trial", str(evicted), "--out", str(tmp_path / "x.gif")])
+    assert bad.exit_code != 0 and f"trial {evicted}" in bad.output
+
+
+def test_report_command(hypertrick_store, tmp_path):
+    out = CliRunner().invoke(main, ["report", hypertrick_store, "--out", str(tmp_path / "r")])
+    assert out.exit_code == 0, out.output
+    paths = out.output.split()
+    assert str(tmp_path / "r" / "report.html") in paths and any(p.endswith("timeline.png") for p in paths)
+    assert all((tmp_path / "r" / p.rsplit("/", 1)[-1]).stat().st_size > 1000 for p in paths)
+
+
+def test_lazy_top_level_names():
+    import sys
+
+    import hyperjax.reports
+
+    assert hj.report is hyperjax.reports.report and hj.reports is sys.modules["hyperjax.reports"]
+    assert hj.watch is sys.modules["hyperjax.render"].watch
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        hj.nope

@@ -189,7 +189,7 @@ def test_wandb_trial_table_and_figures(logged):
         if math.isfinite(t.final_score):
             assert cell["final_score"] == pytest.approx(t.final_score)
     assert any(r.get("trials/curves_table/_type") == "table-file" for r in w["history"])
-    if importlib.util.find_spec("hyperjax.report") is not None:
+    if importlib.util.find_spec("hyperjax.reports") is not None:
         figures = {k.split("/")[1] for r in w["history"] for k in r if k.startswith("report/") and k.endswith("/_type")}
         assert figures, "the report's figures were not logged"
 

@@ -12,7 +12,7 @@ What the run holds:
 - ``trials``: the trial table (id, status, end reason, origin, parent, scores, config) at the
   end only (every logged table is a new file and artifact version; the curves are live).
 - summary: ``best/trial``, ``best/score`` (final greedy evaluation), ``best/config``.
-- ``report/<name>``: the report's figures (``hyperjax.report.figures``) at the end, if available.
+- ``report/<name>``: the report's figures (``hyperjax.reports.figures``) at the end, if available.
 
 Why one run with a series per trial, not one run per trial (``reinit="create_new"``): a 32-slot
 study easily has hundreds of trials, and hundreds of W&B runs started from one process each
@@ -141,10 +141,10 @@ def _study_meta(store: str | None) -> dict[str, Any]:
 
 
 def report_figures(source: Any) -> dict[str, Any]:
-    """``hyperjax.report.figures(source)`` (name -> plotly figure), or ``{}`` where the report
+    """``hyperjax.reports.figures(source)`` (name -> plotly figure), or ``{}`` where the report
     module is not available."""
     try:
-        from hyperjax.report import figures
+        from hyperjax.reports import figures
     except ImportError:
         return {}
     return figures(source)

@@ -2,6 +2,17 @@
 state) in one directory. Written once per tick by the study's process; read by ``load_study``
 and anything else, while the study runs or after it ended or was killed."""
 
-from hyperjax.store.sqlite import FILE, StoreLocked, StudyStore, check_directory, connect, exists, read_meta
+from hyperjax.store.sqlite import (
+    FILE,
+    StoreLocked,
+    StudyStore,
+    check_directory,
+    connect,
+    exists,
+    read_meta,
+    read_snapshot,
+    writer_alive,
+)
 
-__all__ = ["FILE", "StoreLocked", "StudyStore", "check_directory", "connect", "exists", "read_meta"]
+__all__ = ["FILE", "StoreLocked", "StudyStore", "check_directory", "connect", "exists", "read_meta", "read_snapshot",
+           "writer_alive"]

@@ -79,6 +79,45 @@ class StoreLocked(RuntimeError):
     """Another live process is writing the store."""
 
 
+def _lock(f, tries: int = 20) -> bool:
+    """Takes the writer's exclusive lock on ``f``; False if a writer holds it. A reader asking
+    :func:`writer_alive` holds a shared lock for microseconds, so a few retries tell the two
+    apart."""
+    for i in range(tries):
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            time.sleep(0.01 * (i + 1))
+    return False
+
+
+def writer_alive(directory: str) -> bool:
+    """Whether a process holds the writer lock of the store in ``directory`` (a running study),
+    as opposed to one that stopped without finishing (killed). Tries a shared lock without
+    waiting and lets go at once."""
+    path = os.path.join(directory, "lock")
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+    except OSError:  # unreadable: assume a writer, as the store's own status says
+        return True
+
+
+def read_snapshot(conn: sqlite3.Connection, upto: int | None = None) -> tuple[int, dict] | None:
+    """``(tick, host state)`` of the newest snapshot (at or before tick ``upto``), or None."""
+    row = conn.execute("SELECT tick, state FROM snapshots WHERE tick <= ? ORDER BY tick DESC LIMIT 1",
+                       (2**62 if upto is None else int(upto),)).fetchone()
+    return None if row is None else (int(row[0]), serialize.loads(row[1]))
+
+
 def _num(x) -> float | None:
     return float(x) if x is not None and math.isfinite(float(x)) else None
 
@@ -149,9 +188,7 @@ class StudyStore:
         self.directory = check_directory(directory)
         os.makedirs(self.directory, exist_ok=True)
         self._lock_file = open(os.path.join(self.directory, "lock"), "a+")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock(self._lock_file):
             self._lock_file.seek(0)
             holder = self._lock_file.read().strip() or "another process"
             self._lock_file.close()

@@ -54,16 +54,11 @@ def read_trials(conn) -> list[Trial]:
     return [trials[i] for i in sorted(trials)]
 
 
-def load_study(directory: str, params: bool = True) -> StudyResult:
-    """The :class:`StudyResult` of the study stored in ``directory``.
-
-    Works while the study runs (it reads the last committed tick) and after it was killed.
-    ``params=False`` skips reading the best trial's parameters (``best_state`` is then
-    ``None``). A running or killed study's running trials keep the status they had.
-    """
-    directory = check_directory(directory, "load_study: directory")
+def _read_store(directory: str, where: str) -> tuple[str, dict, list[Trial], dict]:
+    """The checked directory, study metadata, trials and each trial's ``params_tick``."""
+    directory = check_directory(directory, f"{where}: directory")
     if not exists(directory):
-        raise ValueError(f"load_study: {directory!r} holds no hyperjax study")
+        raise ValueError(f"{where}: {directory!r} holds no hyperjax study")
     conn = connect(directory, readonly=True)
     try:
         meta = read_meta(conn)
@@ -71,6 +66,17 @@ def load_study(directory: str, params: bool = True) -> StudyResult:
         params_tick = dict(conn.execute("SELECT id, params_tick FROM trials").fetchall())
     finally:
         conn.close()
+    return directory, meta, trials, params_tick
+
+
+def load_study(directory: str, params: bool = True) -> StudyResult:
+    """The :class:`StudyResult` of the study stored in ``directory``.
+
+    Works while the study runs (it reads the last committed tick) and after it was killed.
+    ``params=False`` skips reading the best trial's parameters (``best_state`` is then
+    ``None``). A running or killed study's running trials keep the status they had.
+    """
+    directory, meta, trials, params_tick = _read_store(directory, "load_study")
     c = meta["config"]
     s = meta.get("summary") or {}
     agent = cfgmod.agent_from_dict(c["agent"])
@@ -89,6 +95,42 @@ def load_study(directory: str, params: bool = True) -> StudyResult:
         found_best_at=_float(s.get("found_best_at")), timing=s.get("timing", {}),
         slot_utilization=s.get("slot_utilization", {}), buckets=s.get("buckets", []),
     )
+
+
+def load_trial_params(directory: str, trial_id: int) -> tuple[Any, Any]:
+    """Trial ``trial_id``'s agent (its structural bucket's settings) and final members.
+
+    Returns ``(agent, members)``: ``members`` is a ``MemberState`` whose leaves have a leading
+    axis ``(seeds, ...)``, one member per seed, as numpy arrays. Only completed trials have
+    saved members (every completed one with ``keep_params=True``, the default; else only the
+    best).
+
+    Raises:
+      ValueError: ``directory`` holds no study, ``trial_id`` is not one of its trials, or the
+        trial has no saved members (the message names the trial, its status and the trials
+        that have some).
+    """
+    where = "load_trial_params"
+    directory, meta, trials, params_tick = _read_store(directory, where)
+    if isinstance(trial_id, (bool, np.bool_)) or not isinstance(trial_id, (int, np.integer)) \
+            or not 0 <= trial_id < len(trials):
+        raise ValueError(f"{where}: trial_id={trial_id!r} is not a trial of this study (ids 0..{len(trials) - 1})")
+    trial_id = int(trial_id)
+    saved = [t.id for t in trials if params_tick.get(t.id) is not None]
+    t = trials[trial_id]
+    c = meta["config"]
+    agent = cfgmod.agent_from_dict(c["agent"])
+    buckets, _ = enumerate_buckets(cfgmod.space_from_dict(c["space"]), agent)
+    members = None
+    if params_tick.get(trial_id) is not None:
+        members = _final_members(directory, trials, params_tick, trial_id, agent, buckets, c["fixed"])
+    if members is None:
+        why = t.status + (f": {t.end_reason}" if t.end_reason else "")
+        raise ValueError(
+            f"{where}: trial {trial_id} has no saved parameters (status {why}; only completed trials' "
+            f"final members are kept, all of them with keep_params=True); trials with saved parameters: "
+            f"{', '.join(map(str, saved)) or 'none yet'}")
+    return bucket_agent(agent, buckets[t.bucket]), members
 
 
 def _final_members(directory: str, trials: list[Trial], params_tick: dict, trial_id: int, agent, buckets,

@@ -182,7 +182,8 @@ class BNNProposer(DedupProposer):
         self._key = load_key(d["key"])
         self._seed = d["seed"]
         self._sobol = qmc.Sobol(self.space.ndim, scramble=True, seed=self._seed)
-        self._sobol.fast_forward(int(d["sobol"]))
+        if int(d["sobol"]):  # scipy raises on fast_forward(0)
+            self._sobol.fast_forward(int(d["sobol"]))
         self._rng = load_generator(d["rng"])
         self.posterior = None if d["posterior"] is None else Posterior.from_state(d["posterior"])
         self._fitted_on = int(d["fitted_on"])
