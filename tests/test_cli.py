@@ -157,3 +157,23 @@ def test_lazy_top_level_names():
     assert hj.watch is sys.modules["hyperjax.render"].watch
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         hj.nope
+
+
+def test_configuration_round_trips_through_yaml():
+    """Agents, spaces and every scheduler spec go to plain data, through YAML and back equal."""
+    from hyperjax import config as cfg
+    from hyperjax.schedulers.specs import SPECS
+    from hyperjax.space import Choice, Float, Int, SearchSpace
+
+    space = SearchSpace({"learning_rate": Float(1e-5, 1e-2, log=True), "ent_coef": Float(0.0, 0.1),
+                         "t_max": Choice((2, 5, 14), ordered=True), "hidden": Choice(((32,), (64, 64))),
+                         "num_envs": Int(4, 16, log=True)})
+    back = cfg.space_from_dict(yaml.safe_load(yaml.safe_dump(cfg.space_to_dict(space))))
+    assert back.dims == space.dims
+    agent = hj.A2C(env="Breakout-MinAtar", t_max=7, hidden=(32, 16), optimizer="adam")
+    assert cfg.agent_from_dict(yaml.safe_load(yaml.safe_dump(cfg.agent_to_dict(agent)))) == agent
+    for name, spec_cls in SPECS.items():
+        spec = spec_cls()
+        assert cfg.scheduler_from_dict(yaml.safe_load(yaml.safe_dump(cfg.scheduler_to_dict(spec)))) == spec, name
+    spec = hj.schedulers.PBT(interval=3, quantile=0.3)
+    assert cfg.scheduler_from_dict(yaml.safe_load(yaml.safe_dump(cfg.scheduler_to_dict(spec)))) == spec
