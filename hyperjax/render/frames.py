@@ -113,7 +113,7 @@ def _gym_state(name: str, o: np.ndarray) -> np.ndarray:
 def _classic_frames(name: str, obs: np.ndarray, actions: Any) -> np.ndarray:
     if importlib.util.find_spec("pygame") is None:
         raise ValueError(f"rendering {name} needs pygame (Gymnasium's classic-control renderer): "
-                         "pip install 'hyperjax[render]'")
+                         "pip install pygame")
     # pygame.init() opens a display and an audio device too; drawing into a surface needs
     # neither (and headless machines have neither).
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
