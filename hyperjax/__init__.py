@@ -14,7 +14,7 @@ from hyperjax.agents import A2C, PPO, A2CHParams, PPOHParams, make_agent  # noqa
 from hyperjax.envs import available_envs, make_env  # noqa: E402
 from hyperjax.population import Runner, get_runner, population_mesh  # noqa: E402
 from hyperjax.train import TrainResult, train  # noqa: E402
-from hyperjax import callbacks, schedulers, space, store  # noqa: E402
+from hyperjax import callbacks, distributed, schedulers, space, store  # noqa: E402
 from hyperjax.space import Choice, Float, Int, SearchSpace  # noqa: E402
 from hyperjax.study import StudyResult, load_study, resume, tune  # noqa: E402
 from hyperjax.interop import to_optuna  # noqa: E402  (optuna itself is imported when called)
@@ -55,6 +55,7 @@ __all__ = [
     "available_envs",
     "callbacks",
     "configure_host_devices",
+    "distributed",
     "get_runner",
     "load_study",
     "make_agent",

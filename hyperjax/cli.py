@@ -1,6 +1,7 @@
 """The ``hyperjax`` command line (also ``python -m hyperjax``)::
 
     hyperjax tune CONFIG.yaml --store DIR [--set key=value ...]    # run (or resume) a study
+    hyperjax tune CONFIG.yaml --coordinator H:P --num-processes N --process-id I   # one of N processes
     hyperjax resume DIR                                            # continue a killed study
     hyperjax show DIR [--top 10]                                   # summary and best trials
     hyperjax best DIR [--episodes 64] [--seed 1]                   # re-evaluate the best trial
@@ -62,14 +63,28 @@ def main() -> None:
 
 @main.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
-@click.option("--store", required=True, help="the study's store directory (an existing one is resumed)")
+@click.option("--store", default=None,
+              help="the study's store directory (an existing one is resumed; not yet with several processes)")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a configuration value")
 @click.option("--quiet", is_flag=True, help="no progress display")
-def tune(config: str, store: str, sets: tuple[str, ...], quiet: bool) -> None:
+@click.option("--coordinator", default=None, metavar="HOST:PORT",
+              help="several processes: process 0's address (every process gives the same)")
+@click.option("--num-processes", type=int, default=None, help="several processes: how many")
+@click.option("--process-id", type=int, default=None, help="several processes: this one's rank")
+@click.option("--distributed", is_flag=True,
+              help="several processes, found from the cluster's environment (SLURM, TPU pods, Open MPI)")
+def tune(config: str, store: str | None, sets: tuple[str, ...], quiet: bool, coordinator: str | None,
+         num_processes: int | None, process_id: int | None, distributed: bool) -> None:
     """Run the study CONFIG.yaml describes, recording it in --store."""
     import hyperjax as hj
     from hyperjax.config import tune_arguments
 
+    if distributed or coordinator is not None or num_processes is not None:
+        try:  # before anything touches a device
+            hj.distributed.initialize(coordinator, num_processes, process_id)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+        quiet = quiet or not hj.distributed.is_primary()
     try:
         agent, space, kwargs = tune_arguments(_load_config(config, sets))
         callbacks = kwargs.pop("callbacks", [])
@@ -80,7 +95,8 @@ def tune(config: str, store: str, sets: tuple[str, ...], quiet: bool) -> None:
         res = hj.tune(agent, space, store=store, callbacks=callbacks, **kwargs)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    _summary(res, 5)
+    if hj.distributed.is_primary():  # process 0 alone prints
+        _summary(res, 5)
 
 
 @main.command()

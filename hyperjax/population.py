@@ -31,8 +31,9 @@ AXIS = "pop"
 
 
 def population_mesh(devices: list | None = None) -> Mesh:
-    """A 1-d mesh over ``devices`` (default: every local device) with axis ``"pop"``."""
-    devices = jax.local_devices() if devices is None else list(devices)
+    """A 1-d mesh over ``devices`` (default: every device of every process, process-major:
+    after ``hj.distributed.initialize`` the population spans all hosts) with axis ``"pop"``."""
+    devices = jax.devices() if devices is None else list(devices)
     return Mesh(np.asarray(devices), (AXIS,))
 
 
@@ -131,6 +132,10 @@ class Runner:
 
     # -- public API (host side: pads to the device count, unpads the results) ----------------
     def _put(self, tree, size):
+        if jax.process_count() > 1:  # host values every process holds -> its own shards
+            from hyperjax.distributed import put_global
+
+            return put_global(pad(tree, size), self._sharding)
         return jax.device_put(pad(tree, size), self._sharding)
 
     def padded(self, m: int) -> int:
@@ -161,20 +166,20 @@ class Runner:
         """Re-initialises the slots where ``mask`` is True (fresh params, optimizer and env state
         from ``keys`` and ``hp``, all ``(M_pad,)``); the other slots are returned unchanged."""
         size = jax.tree.leaves(state)[0].shape[0]
-        return self._refill(state, self._put(jnp.asarray(mask, bool), size), self._put(keys, size), self._put(hp, size))
+        return self._refill(state, self._put(np.asarray(mask, bool), size), self._put(keys, size), self._put(hp, size))
 
     def copy_from(self, state: MemberState, source: jax.Array) -> MemberState:
         """Slot ``i`` takes the whole state of slot ``source[i]`` (PBT's exploit step)."""
-        return self._copy(state, jnp.asarray(source, jnp.int32))
+        return self._copy(state, np.asarray(source, np.int32))
 
     def take(self, state: MemberState, index: np.ndarray) -> MemberState:
         """The members at ``index`` (k,) as a state with leading axis k, left on the device
         (a paused trial's members, or the best trial's)."""
-        return self._take(state, jnp.asarray(index, jnp.int32))
+        return self._take(state, np.asarray(index, np.int32))
 
     def put(self, state: MemberState, index: np.ndarray, saved: MemberState) -> MemberState:
         """Members ``index`` (k,) take the states ``saved`` (leading axis k); the rest unchanged."""
-        return self._put_back(state, jnp.asarray(index, jnp.int32), saved)
+        return self._put_back(state, np.asarray(index, np.int32), saved)
 
     def evaluate(self, keys: jax.Array, state: MemberState, num_episodes: int) -> jax.Array:
         """Greedy returns ``(M_pad, num_episodes)``; ``keys`` (M,) are padded like the state."""

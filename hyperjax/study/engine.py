@@ -19,6 +19,7 @@ is a pytree (device), so a study resumed from tick N continues exactly as if nev
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import threading
 import time
@@ -28,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hyperjax import distributed
 from hyperjax.population import Runner
 from hyperjax.study.buckets import bucket_of
 from hyperjax.study.decisions import Action, Arrival, Decision
@@ -198,6 +200,7 @@ class Study:
         self.key = key
         self.store = store
         self.config = dict(config or {})
+        self.primary = distributed.is_primary()  # decides, tells the proposer, writes the store
         self.callbacks = list(callbacks or [])
         self.scheduler_name = scheduler_name
         self.num_slots = sum(p.slots for p in pools)
@@ -386,7 +389,7 @@ class Study:
             p = self.pools[pi]
             t_eval = time.perf_counter()
             self.section = "evaluate"
-            returns = np.asarray(jax.device_get(p.runner.evaluate(p.eval_keys, p.state, self.eval_episodes)))
+            returns = np.asarray(distributed.fetch(p.runner.evaluate(p.eval_keys, p.state, self.eval_episodes)))
             self.section = "tuner"
             eval_s += time.perf_counter() - t_eval
             per_member = returns[: p.members].mean(axis=1)
@@ -418,6 +421,14 @@ class Study:
             self._occupy(pool, d.slot, child)
 
     # -- the tick ------------------------------------------------------------------------------
+    def _decided(self, decide, *args) -> list[Decision]:
+        """``decide(self, *args)`` on the deciding process; with several processes its
+        decisions reach every process (one broadcast), which all apply them identically."""
+        if not distributed.multi_process():
+            return decide(self, *args)
+        mine = [dict(dataclasses.asdict(d), action=d.action.value) for d in decide(self, *args)] if self.primary else None
+        return [Decision(**dict(d, action=Action(d["action"]))) for d in distributed.broadcast(mine)]
+
     def run(self, policy) -> StudyResult:
         self.thread = threading.get_ident()
         _ACTIVE.append(self)
@@ -427,11 +438,11 @@ class Study:
                 t_tick = time.perf_counter()
                 self.section = "tuner"
                 # FILL
-                self.apply(policy.fill(self))
+                self.apply(self._decided(policy.fill))
                 for p in self.pools:
                     if p.flush():
                         jax.block_until_ready(p.state)
-                waiting = policy.waiting(self)
+                waiting = policy.waiting(self) if self.primary else False
                 occupied = sum(len(p.occupied()) for p in self.pools)
                 if occupied == 0:  # nothing could be placed: done (or out of budget/time)
                     break
@@ -440,7 +451,7 @@ class Study:
                 self.section = "train"
                 active = [p for p in self.pools if len(p.occupied())]
                 outs = [(p, p.advance()) for p in active]
-                host = jax.device_get([(m.return_sum, m.return_count, m.failed) for _, m in outs])
+                host = distributed.fetch([(m.return_sum, m.return_count, m.failed) for _, m in outs])
                 train_s = time.perf_counter() - t_train
                 self.section = "tuner"
                 self.timing["train"] += train_s
@@ -452,8 +463,8 @@ class Study:
                     self.busy_ticks_waiting[1] += self.num_slots
                 # RECORD, DECIDE, APPLY
                 arrivals = self._record(outs, host, train_s)
-                eval_s = self.apply(policy.decide(self, arrivals))
-                eval_s += self.apply(policy.after_tick(self))
+                eval_s = self.apply(self._decided(policy.decide, arrivals))
+                eval_s += self.apply(self._decided(policy.after_tick))
                 self.timing["evaluate"] += eval_s
                 for p in self.pools:
                     p.just_failed.clear()
@@ -462,7 +473,8 @@ class Study:
                 self.timing["tuner"] += dt - train_s - eval_s
                 # PERSIST, NOTIFY
                 self._persist(policy)
-                if self.max_seconds is not None and self.now() >= self.max_seconds:
+                # the clock is process 0's: every process stops at the same tick
+                if self.max_seconds is not None and distributed.broadcast(self.now() >= self.max_seconds):
                     break
             ended = True
         finally:
@@ -534,7 +546,7 @@ class Study:
                 else:
                     score = value
                 arrivals.append(Arrival(t.id, p.index, int(slot), t.phases, score, bad))
-                if not bad and np.isfinite(score) and score != NO_EPISODE:
+                if not bad and np.isfinite(score) and score != NO_EPISODE and self.primary:
                     for obs in (self.proposer, *self.observers):
                         obs.tell(t.u[None], np.asarray([score]), np.asarray([t.curve_steps[-1]]))
         return arrivals
@@ -648,7 +660,7 @@ class Study:
         return out
 
     def result(self) -> StudyResult:
-        best_state = None if self.best_state is None else jax.device_get(self.best_state)
+        best_state = None if self.best_state is None else distributed.fetch(self.best_state)
         best_agent = self.agent if self.best is None else self.pools[self.best.bucket].agent
         return StudyResult(
             trials=self.trials,

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from hyperjax import config as cfgmod
-from hyperjax import validate
+from hyperjax import distributed, validate
 from hyperjax.agents.base import ActorCriticAgent
 from hyperjax.population import get_runner
 from hyperjax.proposers import PROPOSERS, make_proposer
@@ -152,6 +152,9 @@ def tune(
             raise ValueError(f"tune: callbacks entry {cb!r} must be callable as callback(study, changes)")
     if store is not None:
         store = check_directory(store, "tune: store")
+        if distributed.multi_process():
+            raise ValueError(f"tune: store={store!r}: a store for a study over {jax.process_count()} processes is not "
+                             "supported yet (run it without store=, or in one process)")
 
     structural = structural_names(space, agent)
     buckets, weights = enumerate_buckets(space, agent)
@@ -178,7 +181,7 @@ def tune(
             )
     per_bucket = allocate_slots(slots, weights)
     devs = None if devices is None else tuple(devices)
-    n_devices = len(devs) if devs is not None else len(jax.local_devices())
+    n_devices = len(devs) if devs is not None else jax.device_count()
 
     config = {
         "agent": cfgmod.agent_to_dict(agent), "space": cfgmod.space_to_dict(space),
@@ -231,6 +234,8 @@ def tune(
             pools.append(Pool(i, b, a, get_runner(a, devs), int(w), offset, seeds, phase_steps, k_pools, base_hp))
             offset += int(w)
         cbs = ([_progress_callback(progress_fn)] if progress_fn is not None else []) + callbacks
+        if not distributed.is_primary():  # process 0 alone logs and prints
+            cbs = []
         study = Study(agent=agent, space=space, structural=structural, buckets=buckets, pools=pools, proposer=proposer,
                       num_phases=num_phases, seeds=seeds, budget=budget, max_seconds=max_seconds,
                       eval_episodes=eval_episodes, base_hp=base_hp, key=k_study, scheduler_name=spec.name,
@@ -242,7 +247,14 @@ def tune(
             if first is None:  # every snapshot was unreadable: a fresh start after all
                 first = _first_proposals(proposer, max(8, slots), space)
             study.proposed.extend(zip(first, space.configs(first)))
-        return study.run(policy)
+        try:
+            return study.run(policy)
+        except Exception as e:
+            if distributed.multi_process():  # a collective failed: most likely a peer died
+                e.add_note(f"hyperjax: process {jax.process_index()} of {jax.process_count()} of a multi-process "
+                           "study stops: a process it trains with failed or was killed (every process stops within "
+                           "heartbeat_timeout_seconds of hj.distributed.initialize)")
+            raise
     finally:
         if writer is not None:
             writer.close()
