@@ -17,7 +17,8 @@ import jax
 _ENV_VAR = "HYPERJAX_HOST_DEVICES"
 
 
-def _backends_initialized() -> bool:
+def backends_initialized() -> bool:
+    """Whether JAX has started its backends (after which device settings no longer apply)."""
     try:
         from jax._src import xla_bridge
 
@@ -52,7 +53,7 @@ def configure_host_devices(count: int | None = None) -> int | None:
         return None  # the user's explicit choice wins
     if jax.config.jax_num_cpu_devices not in (-1, 0, 1, None):
         return None
-    if _backends_initialized():
+    if backends_initialized():
         if os.environ.get(_ENV_VAR):
             warnings.warn(
                 f"{_ENV_VAR} is set but JAX was already initialised; import hyperjax before "

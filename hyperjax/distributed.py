@@ -55,9 +55,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                     ("shutdown_timeout_seconds", shutdown_timeout_seconds),
                     ("initialization_timeout", initialization_timeout)):
         validate.integer("initialize", name, v, 1)
-    from jax._src import xla_bridge  # no public "is the backend up" query
+    from hyperjax._devices import backends_initialized
 
-    if xla_bridge.backends_are_initialized():
+    if backends_initialized():
         raise ValueError("initialize: JAX is already initialised in this process; call "
                          "hj.distributed.initialize before any JAX operation")
     if local_device_count is not None:
@@ -136,7 +136,7 @@ def put_global(tree: Any, sharding) -> Any:
 
     def put(x):
         if isinstance(x, jax.Array) and not x.is_fully_addressable:  # already global
-            return x if x.sharding == sharding else jax.jit(lambda a: a, out_shardings=sharding)(x)
+            return x if x.sharding == sharding else jax.device_put(x, sharding)
         if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
             return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
         h = np.asarray(x)

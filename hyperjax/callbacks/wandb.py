@@ -41,6 +41,7 @@ from typing import Any
 
 from hyperjax.callbacks.common import Worker, study_scalars, trial_points
 from hyperjax.config import plain
+from hyperjax.store import load_meta
 
 MODES = ("online", "offline", "disabled")
 STEP = "env_steps"  # the study's x axis: env steps of all members of all trials
@@ -125,19 +126,6 @@ def run_id(store: str, created: str) -> str:
     timestamp): the same for every process that runs the study, another for a new study in
     the same directory. Allowed characters only (hex)."""
     return "hj" + hashlib.sha256(f"{os.path.abspath(store)}\n{created}".encode()).hexdigest()[:14]
-
-
-def _study_meta(store: str | None) -> dict[str, Any]:
-    """The store's ``study`` table (``config``, ``created``, ...) or ``{}`` without a store."""
-    if store is None:
-        return {}
-    from hyperjax.store import connect, read_meta
-
-    conn = connect(store, readonly=True)
-    try:
-        return read_meta(conn)
-    finally:
-        conn.close()
 
 
 def report_figures(source: Any) -> dict[str, Any]:
@@ -258,7 +246,7 @@ class WandB:
 
     def _init(self, config: dict, store: str | None):
         wandb = _import_wandb()
-        meta = _study_meta(store)
+        meta = {} if store is None else load_meta(store)
         kwargs = {"config": config or meta.get("config") or {}, "mode": resolve_mode(self.mode),
                   "reinit": "create_new"}  # never return or finish another run of this process
         if store is not None and "created" in meta:

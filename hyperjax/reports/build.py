@@ -40,6 +40,19 @@ SECTIONS = {
 }
 
 
+# name -> the function drawing it, alike in both renderers (``interactive``: plotly,
+# ``static``: matplotlib)
+FUNCTIONS = {
+    "history": "optimization_history",
+    "curves": "learning_curves",
+    "parallel": "parallel_coordinates",
+    "importance": "importance",
+    "timeline": "slot_timeline",
+    "lineage": "pbt_lineage",
+    "surrogate": "surrogate_fit",
+}
+
+
 def figures(source: Any) -> dict[str, go.Figure]:
     """Every figure that applies to the study, by name (``history``, ``curves``, ``parallel``,
     ``importance``, ``timeline``, ``lineage``, ``surrogate``), as plotly figures.
@@ -55,9 +68,9 @@ def figures(source: Any) -> dict[str, go.Figure]:
     """
     data = load(source)
     out = {}
-    for name, fn in interactive.FIGURES.items():
+    for name, fn in FUNCTIONS.items():
         try:
-            out[name] = fn(data)
+            out[name] = getattr(interactive, fn)(data)
         except NotApplicable:
             continue
     return out
@@ -94,14 +107,14 @@ def report(store_dir: Any, out: str | os.PathLike | None = None) -> dict[str, st
     sections = []
     for name, (heading, caption) in SECTIONS.items():
         try:
-            fig = interactive.FIGURES[name](data)
+            fig = getattr(interactive, FUNCTIONS[name])(data)
         except NotApplicable as e:
             if not e.kind:  # nothing to show yet: say so ("not a PBT study" needs no saying)
                 sections.append(page.Section(name, heading, caption, None, str(e)))
             continue
         sections.append(page.Section(name, heading, caption, fig))
         path = os.path.join(out, f"{name}.png")
-        static.save(static.FIGURES[name](data), path)
+        static.save(getattr(static, FUNCTIONS[name])(data), path)
         written[f"{name}.png"] = path
     title = "hyperjax study" + (f": {os.path.basename(data.directory)}" if data.directory else "")
     html = page.render(title, data.status, tables.summary_rows(data), tables.top_trials(data), sections)

@@ -253,14 +253,3 @@ def surrogate_fit(source: Any) -> go.Figure:
     fig.update_yaxes(title_text="predicted score (posterior mean \u00b1 2 sd)")
     return _layout(fig, "Surrogate: predicted vs observed", src + "<br>" + surrogate.fit_summary(df),
                    margin=dict(l=70, r=30, t=100, b=60))
-
-
-FIGURES = {
-    "history": optimization_history,
-    "curves": learning_curves,
-    "parallel": parallel_coordinates,
-    "importance": importance,
-    "timeline": slot_timeline,
-    "lineage": pbt_lineage,
-    "surrogate": surrogate_fit,
-}

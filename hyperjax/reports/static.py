@@ -242,14 +242,3 @@ def _colors(values, vmin: float, vmax: float):
 
     span = (vmax - vmin) or 1.0
     return colormaps["viridis"]((np.asarray(values, np.float64) - vmin) / span)
-
-
-FIGURES = {
-    "history": optimization_history,
-    "curves": learning_curves,
-    "parallel": parallel_coordinates,
-    "importance": importance,
-    "timeline": slot_timeline,
-    "lineage": pbt_lineage,
-    "surrogate": surrogate_fit,
-}

@@ -9,10 +9,11 @@ from hyperjax.store.sqlite import (
     check_directory,
     connect,
     exists,
+    load_meta,
     read_meta,
     read_snapshot,
     writer_alive,
 )
 
-__all__ = ["FILE", "StoreLocked", "StudyStore", "check_directory", "connect", "exists", "read_meta", "read_snapshot",
+__all__ = ["FILE", "StoreLocked", "StudyStore", "check_directory", "connect", "exists", "load_meta", "read_meta", "read_snapshot",
            "writer_alive"]

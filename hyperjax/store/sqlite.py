@@ -111,6 +111,16 @@ def writer_alive(directory: str) -> bool:
         return True
 
 
+def load_meta(directory: str) -> dict[str, Any]:
+    """The ``study`` table of the store in ``directory`` (``config``, ``created``, ``status``,
+    ...), read through a read-only connection."""
+    conn = connect(directory, readonly=True)
+    try:
+        return read_meta(conn)
+    finally:
+        conn.close()
+
+
 def read_snapshot(conn: sqlite3.Connection, upto: int | None = None) -> tuple[int, dict] | None:
     """``(tick, host state)`` of the newest snapshot (at or before tick ``upto``), or None."""
     row = conn.execute("SELECT tick, state FROM snapshots WHERE tick <= ? ORDER BY tick DESC LIMIT 1",

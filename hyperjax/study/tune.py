@@ -19,7 +19,7 @@ from hyperjax.proposers import PROPOSERS, make_proposer
 from hyperjax.rng import as_key, key_state, numpy_rng, seed_int
 from hyperjax.schedulers.specs import scheduler_spec
 from hyperjax.space import SearchSpace
-from hyperjax.store import StudyStore, check_directory, exists
+from hyperjax.store import StudyStore, check_directory, exists, load_meta
 from hyperjax.study.buckets import allocate_slots, bucket_agent, enumerate_buckets, structural_names
 from hyperjax.study.engine import Pool, Study, check_proposals
 from hyperjax.study.policies import POLICIES
@@ -324,16 +324,6 @@ def _versions() -> dict:
     import hyperjax
 
     return {"hyperjax": hyperjax.__version__, "jax": jax.__version__, "devices": [str(d) for d in jax.local_devices()]}
-
-
-def load_meta(directory: str) -> dict:
-    from hyperjax.store import connect, read_meta
-
-    conn = connect(directory, readonly=True)
-    try:
-        return read_meta(conn)
-    finally:
-        conn.close()
 
 
 def resume(store: str, *, proposer: Any = None, progress_fn: Callable | None = None, callbacks: list | None = None,
