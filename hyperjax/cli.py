@@ -2,7 +2,7 @@
 
     hyperjax tune CONFIG.yaml --store DIR [--set key=value ...]    # run (or resume) a study
     hyperjax tune CONFIG.yaml --coordinator H:P --num-processes N --process-id I   # one of N processes
-    hyperjax resume DIR                                            # continue a killed study
+    hyperjax resume DIR [--coordinator H:P --num-processes N --process-id I]  # continue a killed study
     hyperjax show DIR [--top 10]                                   # summary and best trials
     hyperjax best DIR [--episodes 64] [--seed 1]                   # re-evaluate the best trial
     hyperjax report DIR [--out DIR]                                # report.html and PNGs
@@ -56,6 +56,34 @@ def _summary(res, top: int) -> None:
         click.echo(done[["trial", "final_score", "phases", *names]].to_string(index=False))
 
 
+def _process_options(command):
+    """The options that make a command one of several processes of one study."""
+    for option in reversed([
+        click.option("--coordinator", default=None, metavar="HOST:PORT",
+                      help="several processes: process 0's address (every process gives the same)"),
+        click.option("--num-processes", type=int, default=None, help="several processes: how many"),
+        click.option("--process-id", type=int, default=None, help="several processes: this one's rank"),
+        click.option("--distributed", is_flag=True,
+                     help="several processes, found from the cluster's environment (SLURM, TPU pods, Open MPI)"),
+    ]):
+        command = option(command)
+    return command
+
+
+def _join(coordinator: str | None, num_processes: int | None, process_id: int | None, distributed: bool) -> bool:
+    """Joins a multi-process study if the options ask for one (before anything touches a
+    device); True if this process is not process 0 (it stays quiet)."""
+    import hyperjax as hj
+
+    if not (distributed or coordinator is not None or num_processes is not None):
+        return False
+    try:
+        hj.distributed.initialize(coordinator, num_processes, process_id)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    return not hj.distributed.is_primary()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """hyperjax: JAX-vectorised tuning of RL hyperparameters."""
@@ -64,27 +92,18 @@ def main() -> None:
 @main.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 @click.option("--store", default=None,
-              help="the study's store directory (an existing one is resumed; not yet with several processes)")
+              help="the study's store directory (an existing one is resumed); with several processes, on a "
+                   "filesystem every process sees")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a configuration value")
 @click.option("--quiet", is_flag=True, help="no progress display")
-@click.option("--coordinator", default=None, metavar="HOST:PORT",
-              help="several processes: process 0's address (every process gives the same)")
-@click.option("--num-processes", type=int, default=None, help="several processes: how many")
-@click.option("--process-id", type=int, default=None, help="several processes: this one's rank")
-@click.option("--distributed", is_flag=True,
-              help="several processes, found from the cluster's environment (SLURM, TPU pods, Open MPI)")
+@_process_options
 def tune(config: str, store: str | None, sets: tuple[str, ...], quiet: bool, coordinator: str | None,
          num_processes: int | None, process_id: int | None, distributed: bool) -> None:
     """Run the study CONFIG.yaml describes, recording it in --store."""
     import hyperjax as hj
     from hyperjax.config import tune_arguments
 
-    if distributed or coordinator is not None or num_processes is not None:
-        try:  # before anything touches a device
-            hj.distributed.initialize(coordinator, num_processes, process_id)
-        except ValueError as e:
-            raise click.ClickException(str(e)) from None
-        quiet = quiet or not hj.distributed.is_primary()
+    quiet = _join(coordinator, num_processes, process_id, distributed) or quiet
     try:
         agent, space, kwargs = tune_arguments(_load_config(config, sets))
         callbacks = kwargs.pop("callbacks", [])
@@ -102,15 +121,20 @@ def tune(config: str, store: str | None, sets: tuple[str, ...], quiet: bool, coo
 @main.command()
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 @click.option("--quiet", is_flag=True, help="no progress display")
-def resume(store: str, quiet: bool) -> None:
-    """Continue the study in STORE from its last committed tick."""
+@_process_options
+def resume(store: str, quiet: bool, coordinator: str | None, num_processes: int | None, process_id: int | None,
+           distributed: bool) -> None:
+    """Continue the study in STORE from its last committed tick (a study run by several
+    processes: by as many processes again, or by any that hold as many devices in all)."""
     import hyperjax as hj
 
+    quiet = _join(coordinator, num_processes, process_id, distributed) or quiet
     try:
         res = hj.resume(store, callbacks=[] if quiet else [hj.callbacks.Console()])
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    _summary(res, 5)
+    if hj.distributed.is_primary():  # process 0 alone prints
+        _summary(res, 5)
 
 
 @main.command()

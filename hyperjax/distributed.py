@@ -103,6 +103,24 @@ def broadcast(obj: Any) -> Any:
     return serialize.loads(bytes(out[:size]))
 
 
+def broadcast_flag(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process (one collective; the identity with one process)."""
+    if not multi_process():
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(bool(flag))))
+
+
+def all_true(flag: bool) -> bool:
+    """Whether ``flag`` holds on every process (one collective; the identity with one process)."""
+    if not multi_process():
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.asarray([bool(flag)]))))
+
+
 _REPLICATE: dict = {}
 
 

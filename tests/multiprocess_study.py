@@ -3,6 +3,9 @@ its trial table as one JSON line per scheduler; started by tests/test_distribute
 
     STUDY_SCHEDULER=hypertrick,pbt python tests/multiprocess_study.py COORDINATOR NUM_PROCESSES PROCESS_ID
     STUDY_SCHEDULER=hypertrick,pbt python tests/multiprocess_study.py single DEVICES
+
+STUDY_PHASES sets the budget in phases per slot; STUDY_STORE=DIR records each scheduler's study in
+DIR/<scheduler> (an existing store is resumed); STUDY_SNAPSHOT_SECONDS its snapshot_seconds.
 """
 
 import json
@@ -44,6 +47,9 @@ for scheduler in os.environ.get("STUDY_SCHEDULER", "hypertrick").split(","):
         "eval_episodes": 2, "seed": 3,
     }
     agent, space, kwargs = tune_arguments(config)
+    if os.environ.get("STUDY_STORE"):
+        kwargs.update(store=os.path.join(os.environ["STUDY_STORE"], scheduler),
+                      snapshot_seconds=float(os.environ.get("STUDY_SNAPSHOT_SECONDS", "0")))
     res = hj.tune(agent, space, progress_fn=tick, **kwargs)
     df = res.dataframe().drop(columns=["start_time", "end_time", "compute_seconds"], errors="ignore")
     print(json.dumps({"scheduler": scheduler, "process": jax.process_index(), "devices": jax.device_count(),

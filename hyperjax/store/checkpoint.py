@@ -5,6 +5,13 @@ temporary directory and renames it when complete, so a directory with the final 
 complete checkpoint; a save cut short by a kill leaves only a temporary one, which is ignored
 and removed. :meth:`Checkpoints.save` returns when the checkpoint is written; the store calls
 it on a worker thread so that training goes on meanwhile.
+
+With several processes (``hyperjax.distributed``) every process calls :meth:`save` and
+:meth:`restore` for the same ticks in the same order, each writing and reading the shards its
+own devices hold; process 0 creates, finalises and deletes directories, so ``root`` must be on a
+filesystem every process sees. Their barriers go through JAX's coordination service (orbax's
+``active_processes``), not device collectives: a save runs on a worker thread while the study's
+thread runs collectives, and two streams of collectives would deadlock.
 """
 
 from __future__ import annotations
@@ -33,17 +40,24 @@ class Checkpoints:
 
         self.root = os.path.abspath(root)
         os.makedirs(self.root, exist_ok=True)
-        self._ckpt = ocp.StandardCheckpointer()
+        self.primary = jax.process_index() == 0
+        options = {}
+        if jax.process_count() > 1:
+            # barrier names end with the directory's name (tick_...): the prefix tells the
+            # checkpoints/ and params/ saves of one tick apart
+            options["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+                primary_host=0, active_processes=set(range(jax.process_count())),
+                barrier_sync_key_prefix=os.path.basename(self.root))
+        self._ckpt = ocp.StandardCheckpointer(**options)
 
     def path(self, tick: int) -> str:
         return os.path.join(self.root, f"tick_{int(tick):08d}")
 
     def save(self, tick: int, tree: Any) -> None:
         """Writes ``tree`` as tick ``tick`` (returns when it is complete)."""
-        path = self.path(tick)
-        if os.path.exists(path):  # left by a run that did not commit this tick: rewritten
-            shutil.rmtree(path)
-        self._ckpt.save(path, tree)
+        # force: a directory left by a run that did not commit this tick is rewritten (orbax
+        # deletes it on process 0 and synchronises)
+        self._ckpt.save(self.path(tick), tree, force=True)
         self._ckpt.wait_until_finished()
 
     def wait(self) -> None:
@@ -63,13 +77,15 @@ class Checkpoints:
         return self._ckpt.restore(self.path(tick), target)
 
     def remove(self, ticks) -> None:
-        """Deletes the checkpoints of ``ticks``."""
+        """Deletes the checkpoints of ``ticks`` (process 0 does; the others have nothing to do)."""
+        if not self.primary:
+            return
         for t in ticks:
             shutil.rmtree(self.path(t), ignore_errors=True)
 
     def remove_partial(self) -> None:
         """Deletes what interrupted saves left behind (anything but complete checkpoints)."""
-        if not os.path.isdir(self.root):
+        if not self.primary or not os.path.isdir(self.root):
             return
         for name in os.listdir(self.root):
             if not _NAME.match(name):

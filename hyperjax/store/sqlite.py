@@ -5,7 +5,7 @@
     DIR/study.sqlite     SQLite (WAL): the study, trials, observations, segments, decisions,
                          ticks and the host-state snapshots; one transaction per tick
     DIR/checkpoints/     orbax: every pool's members, paused members, the best trial's, at
-                         snapshot ticks (the last ``keep`` kept)
+                         snapshot ticks (the newest ``keep`` complete ones kept)
     DIR/params/          orbax: the final members of trials as they complete (``keep_params``)
     DIR/lock             held (flock) by the process writing the store
 
@@ -31,6 +31,11 @@ Tables (readable with ``sqlite3`` or ``pandas.read_sql`` without hyperjax; JSON 
 A tick whose checkpoint did not complete (a kill during the write) is not a resume point: the
 study resumes from the newest snapshot whose checkpoint is complete and restores, and the ticks
 after it are run again (on the same machine and device count, with the same results).
+
+Several processes (``hyperjax.distributed``): every process opens a ``StudyStore`` on the same
+directory, which must be on a filesystem they all see. Process 0 alone holds the lock and writes
+SQLite; every process writes the checkpoint shards of its own devices, for the ticks process 0
+chose (its choice of snapshot ticks is broadcast).
 """
 
 from __future__ import annotations
@@ -41,13 +46,16 @@ import fcntl
 import json
 import math
 import os
+import queue
 import sqlite3
+import threading
 import time
 import warnings
 from typing import Any
 
 import numpy as np
 
+from hyperjax import distributed
 from hyperjax.store import serialize
 from hyperjax.store.checkpoint import Checkpoints
 
@@ -177,8 +185,39 @@ def read_meta(conn: sqlite3.Connection) -> dict[str, Any]:
     return {r["key"]: json.loads(r["value"]) for r in conn.execute("SELECT key, value FROM study")}
 
 
+class _Writer:
+    """One daemon thread running submitted functions in order. Daemon, unlike a
+    ``ThreadPoolExecutor``'s, so that a process whose study failed exits without waiting for a
+    checkpoint write stuck at a barrier with a dead peer."""
+
+    def __init__(self, name: str):
+        self._queue: queue.Queue = queue.Queue()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def submit(self, fn) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((fn, fut))
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            fn, fut = self._queue.get()
+            if fn is None:
+                return
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as e:
+                fut.set_exception(e)
+
+    def shutdown(self) -> None:
+        self._queue.put((None, None))
+
+
 class StudyStore:
-    """The writer: creates or reopens the store in ``directory`` and holds its lock.
+    """The writer: creates or reopens the store in ``directory`` and holds its lock (process 0
+    of a multi-process study; the other processes' stores write checkpoint shards only).
 
     Args:
       directory: the store's directory (created if missing).
@@ -188,7 +227,8 @@ class StudyStore:
         the previous checkpoint is still being written is skipped too): bounds what snapshots
         cost when ticks are short. ``0``: every ``snapshot_every``-th tick, each write queued
         behind the previous one.
-      keep: snapshots (and checkpoints) kept; older ones are pruned.
+      keep: complete snapshots (and checkpoints) kept, besides those still being written;
+        older ones are pruned.
       keep_params: keep every completed trial's final members under ``params/`` (else only
         those of each trial that became the best).
     """
@@ -197,6 +237,22 @@ class StudyStore:
                  keep_params: bool = True):
         self.directory = check_directory(directory)
         os.makedirs(self.directory, exist_ok=True)
+        self.primary = distributed.is_primary()
+        self.snapshot_every, self.keep, self.keep_params = int(snapshot_every), int(keep), bool(keep_params)
+        self.snapshot_seconds = float(snapshot_seconds)
+        self._last_snapshot = -math.inf
+        # Checkpoints are written on one worker thread, in order (a tick's final parameters
+        # before its snapshot), while the study trains; JAX arrays are immutable, so the
+        # device state handed over cannot change under the writer.
+        self._writer = _Writer("hyperjax-store")
+        self._pending: list[concurrent.futures.Future] = []
+        self._snapshots: list[concurrent.futures.Future] = []
+        self.checkpoints = Checkpoints(os.path.join(self.directory, "checkpoints"))
+        self.params = Checkpoints(os.path.join(self.directory, "params"))
+        self.seconds = {"sqlite": 0.0, "checkpoint": 0.0}
+        self.conn = self._lock_file = None
+        if not self.primary:
+            return
         self._lock_file = open(os.path.join(self.directory, "lock"), "a+")
         if not _lock(self._lock_file):
             self._lock_file.seek(0)
@@ -210,19 +266,7 @@ class StudyStore:
         self._lock_file.truncate()
         self._lock_file.write(f"pid {os.getpid()}")
         self._lock_file.flush()
-        self.snapshot_every, self.keep, self.keep_params = int(snapshot_every), int(keep), bool(keep_params)
-        self.snapshot_seconds = float(snapshot_seconds)
-        self._last_snapshot = -math.inf
-        # Checkpoints are written on one worker thread, in order (a tick's final parameters
-        # before its snapshot), while the study trains; JAX arrays are immutable, so the
-        # device state handed over cannot change under the writer.
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hyperjax-store")
-        self._pending: list[concurrent.futures.Future] = []
-        self._snapshots: list[concurrent.futures.Future] = []
         self.conn = connect(self.directory)
-        self.checkpoints = Checkpoints(os.path.join(self.directory, "checkpoints"))
-        self.params = Checkpoints(os.path.join(self.directory, "params"))
-        self.seconds = {"sqlite": 0.0, "checkpoint": 0.0}
 
     # -- the study row -------------------------------------------------------------------------
     def create(self, config: dict, versions: dict) -> None:
@@ -292,6 +336,8 @@ class StudyStore:
         snap = not final and tick > 0 and tick % self.snapshot_every == 0
         if self.snapshot_seconds > 0:  # rate-limited: not while the last one is being written
             snap = snap and not self._pending and t0 - self._last_snapshot >= self.snapshot_seconds
+        if distributed.multi_process() and not final:  # every process saves its shards of the same ticks
+            snap = distributed.broadcast_flag(snap)
         completed = changes["completed"]
         if not self.keep_params:  # only a new best trial's
             completed = {k: v for k, v in completed.items() if study.best is not None and k == study.best.id}
@@ -302,11 +348,16 @@ class StudyStore:
             self._snapshots = [f for f in self._snapshots if not f.done()]
             self._snapshots.append(self._write(self.checkpoints, tick, study.device_state()))
         if final:
-            # A finished study needs no resume point: snapshots not yet started are dropped;
-            # every final-parameters write is waited for before the store says "finished".
-            for f in self._snapshots:
-                f.cancel()
+            # A finished study needs no resume point: snapshots not yet started are dropped
+            # (with one process: with several, each joins the same saves' barriers); every
+            # final-parameters write is waited for before the store says "finished".
+            if not distributed.multi_process():
+                for f in self._snapshots:
+                    f.cancel()
             self.wait()
+        if not self.primary:
+            self.seconds["checkpoint"] += time.perf_counter() - t0
+            return
         t1 = time.perf_counter()
         state = serialize.dumps(study.state_dict(policy)) if snap else None
         counts = study.counts()
@@ -334,18 +385,28 @@ class StudyStore:
                      -1 if best is None else best.id, None if best is None else _num(best.final_score), int(snap)))
             if snap:
                 self.conn.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?)", (tick, state))
-                old = [r[0] for r in self.conn.execute(
-                    "SELECT tick FROM snapshots ORDER BY tick DESC LIMIT -1 OFFSET ?", (self.keep,))]
+                old = self._prunable()
                 self.conn.executemany("DELETE FROM snapshots WHERE tick = ?", [(t,) for t in old])
             self.conn.execute("INSERT OR REPLACE INTO study VALUES ('summary', ?)", (_json(summary),))
             self.conn.execute("INSERT OR REPLACE INTO study VALUES ('status', ?)",
                               (_json("finished" if final else "running"),))
         t2 = time.perf_counter()
-        if snap:
+        if snap or final:  # checkpoints of pruned snapshots (at the end, every write has finished)
             kept = {r[0] for r in self.conn.execute("SELECT tick FROM snapshots")}
-            self.checkpoints.remove([t for t in self.checkpoints.complete() if t not in kept and t < min(kept)])
+            self.checkpoints.remove([t for t in self.checkpoints.complete() if t not in kept])
         self.seconds["checkpoint"] += (t1 - t0) + (time.perf_counter() - t2)
         self.seconds["sqlite"] += t2 - t1
+
+    def _prunable(self) -> list[int]:
+        """Snapshot ticks older than the newest ``keep`` whose checkpoints are complete. Those
+        still being written are kept besides (checkpoints complete in tick order, so a pruned
+        snapshot's checkpoint is complete and can be deleted): when writes fall behind the
+        ticks, the store still holds ``keep`` resume points."""
+        done = set(self.checkpoints.complete())
+        ticks = [r[0] for r in self.conn.execute("SELECT tick FROM snapshots ORDER BY tick DESC")]
+        complete = [t for t in ticks if t in done]
+        keep = max(self.keep, 1)
+        return [t for t in ticks if t < complete[keep - 1]] if len(complete) > keep else []
 
     def _write(self, checkpoints: Checkpoints, tick: int, tree) -> concurrent.futures.Future:
         def write():
@@ -366,14 +427,24 @@ class StudyStore:
                 f.result()
         self._pending = []
 
-    def close(self) -> None:
-        """Waits for checkpoint writes, closes the database and releases the lock."""
+    def close(self, wait: bool = True) -> None:
+        """Waits for checkpoint writes (unless ``wait`` is False: after a failure, when a write
+        may be stuck at a barrier with a dead peer and a resume starts from the last complete
+        snapshot anyway), closes the database and releases the lock."""
         try:
-            self.wait()
+            if wait:
+                self.wait()
+                self.checkpoints.close()
+                self.params.close()
+                if self.conn is not None:  # every write has finished: prune to ``keep`` again
+                    with self.conn:
+                        self.conn.executemany("DELETE FROM snapshots WHERE tick = ?", [(t,) for t in self._prunable()])
+                    kept = {r[0] for r in self.conn.execute("SELECT tick FROM snapshots")}
+                    self.checkpoints.remove([t for t in self.checkpoints.complete() if t not in kept])
             self._writer.shutdown()
-            self.checkpoints.close()
-            self.params.close()
-            self.conn.close()
+            if self.conn is not None:
+                self.conn.close()
         finally:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
+            if self._lock_file is not None:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+                self._lock_file.close()

@@ -152,9 +152,6 @@ def tune(
             raise ValueError(f"tune: callbacks entry {cb!r} must be callable as callback(study, changes)")
     if store is not None:
         store = check_directory(store, "tune: store")
-        if distributed.multi_process():
-            raise ValueError(f"tune: store={store!r}: a store for a study over {jax.process_count()} processes is not "
-                             "supported yet (run it without store=, or in one process)")
 
     structural = structural_names(space, agent)
     buckets, weights = enumerate_buckets(space, agent)
@@ -195,22 +192,15 @@ def tune(
     config = cfgmod.plain(config)
 
     # -- the store: new, or a study to resume -----------------------------------------------------
-    writer = None
+    writer, points = None, []
     if store is not None:
-        resuming = exists(store)
-        if resuming:
-            meta = load_meta(store)
-            differs = cfgmod.diff(meta["config"], config)
-            if differs:
-                raise ValueError(f"tune: store={store!r} holds a study with another configuration; differing fields: "
-                                 + "; ".join(differs) + " (use another store directory, or hj.resume(store))")
-            if meta.get("status") == "finished":
-                return load_study(store)
-        writer = StudyStore(store, snapshot_every=snapshot_every, snapshot_seconds=snapshot_seconds,
-                            keep_params=keep_params)
-        if not resuming:
-            writer.create(config, _versions())
+        opened = _open_store(store, config, snapshot_every=snapshot_every, snapshot_seconds=snapshot_seconds,
+                             keep_params=keep_params)
+        if opened is None:  # finished already
+            return load_study(store)
+        writer, points = opened
 
+    ok = False
     try:
         k_prop, k_pools, k_rng, k_study = jax.random.split(key, 4)
         if isinstance(proposer, str):
@@ -218,7 +208,7 @@ def tune(
             proposer = make_proposer(proposer, space, seed_int(k_prop), **extra)
         # The first proposals are asked for before anything is compiled, so a proposer that
         # returns garbage fails at once.
-        fresh = writer is None or not writer.resume_points()
+        fresh = not points
         first = _first_proposals(proposer, max(8, slots), space) if fresh else None
         observers = []
         model = None
@@ -243,21 +233,62 @@ def tune(
         extra = {"model": model} if model is not None else {}
         policy = POLICIES[spec.kind](study, spec, max_trials, numpy_rng(k_rng), **extra)
         study.setup_seconds = study.now()
-        if writer is None or not _restore(writer, study, policy):
+        if writer is None or not _restore(writer, study, policy, points):
             if first is None:  # every snapshot was unreadable: a fresh start after all
                 first = _first_proposals(proposer, max(8, slots), space)
             study.proposed.extend(zip(first, space.configs(first)))
         try:
-            return study.run(policy)
+            result = study.run(policy)
+            ok = True
+            return result
         except Exception as e:
             if distributed.multi_process():  # a collective failed: most likely a peer died
                 e.add_note(f"hyperjax: process {jax.process_index()} of {jax.process_count()} of a multi-process "
                            "study stops: a process it trains with failed or was killed (every process stops within "
-                           "heartbeat_timeout_seconds of hj.distributed.initialize)")
+                           "heartbeat_timeout_seconds of hj.distributed.initialize)"
+                           + (f"; continue it with hj.resume({store!r})" if store is not None else ""))
             raise
     finally:
         if writer is not None:
-            writer.close()
+            # after a failure with several processes, a checkpoint write may wait at a barrier
+            # for a dead peer: it is abandoned (the last complete snapshot is the resume point)
+            writer.close(wait=ok or not distributed.multi_process())
+
+
+def _open_store(store: str, config: dict, **options) -> tuple[StudyStore, list[int]] | None:
+    """Opens the store for ``config``: a new study, or one to resume, with its resume points
+    (newest first); ``None`` if it holds this study finished. With several processes process 0
+    reads and checks the store and broadcasts what it found (an error is raised everywhere)."""
+    found = {"error": None, "finished": False, "resuming": False}
+    writer = None
+    if distributed.is_primary():
+        try:
+            found["resuming"] = exists(store)
+            if found["resuming"]:
+                meta = load_meta(store)
+                differs = cfgmod.diff(meta["config"], config)
+                if differs:
+                    raise ValueError(f"tune: store={store!r} holds a study with another configuration; differing "
+                                     "fields: " + "; ".join(differs) + " (use another store directory, or "
+                                     "hj.resume(store))")
+                found["finished"] = meta.get("status") == "finished"
+            if not found["finished"]:
+                writer = StudyStore(store, **options)
+        except Exception as e:  # StoreLocked, a configuration mismatch, an unreadable store
+            if not distributed.multi_process():
+                raise
+            found["error"] = f"{type(e).__name__}: {e}"
+    found = distributed.broadcast(found)
+    if found["error"] is not None:
+        raise ValueError(found["error"])
+    if found["finished"]:
+        return None
+    if writer is None:  # another process: it writes checkpoint shards only
+        writer = StudyStore(store, **options)
+    if distributed.is_primary() and not found["resuming"]:
+        writer.create(config, _versions())
+    points = distributed.broadcast(writer.resume_points() if distributed.is_primary() else None)
+    return writer, points
 
 
 def _first_proposals(proposer, k: int, space: SearchSpace) -> np.ndarray:
@@ -270,29 +301,38 @@ def _first_proposals(proposer, k: int, space: SearchSpace) -> np.ndarray:
     return check_proposals(proposer, raw, k, space.ndim)
 
 
-def _restore(writer: StudyStore, study: Study, policy) -> bool:
-    """Continues from the newest usable snapshot of the store (a damaged checkpoint falls back
-    to the one before); with none, the store's records are cleared for a fresh start (False)."""
-    for tick in writer.resume_points():
-        state = writer.snapshot(tick)
+def _restore(writer: StudyStore, study: Study, policy, points: list[int]) -> bool:
+    """Continues from the newest usable snapshot of the store (``points``: the resume points,
+    newest first; a damaged checkpoint falls back to the one before); with none, the store's
+    records are cleared for a fresh start (False). With several processes process 0 reads the
+    host state and broadcasts it; every process restores its own shards."""
+    primary = distributed.is_primary()
+    for tick in points:
+        state = distributed.broadcast(writer.snapshot(tick) if primary else None)
         like = study.device_state()
         pools = {t["id"]: t["bucket"] for t in state["trials"]}
         # one trial's members as the pool's take() leaves them (shapes, dtypes, shardings)
         like["paused"] = {str(tid): study.pools[pools[tid]].take(0) for tid, _ in state["paused"]}
         like["best"] = None if state["best"] < 0 else study.pools[pools[state["best"]]].take(0)
+        error = None
         try:
             device = writer.checkpoints.restore(tick, like)
         except Exception as e:  # a damaged checkpoint: the one before it
-            warnings.warn(f"store: the checkpoint of tick {tick} could not be read ({type(e).__name__}: {e}); "
+            error = e
+        if not distributed.all_true(error is None):  # every process falls back together
+            warnings.warn(f"store: the checkpoint of tick {tick} could not be read "
+                          f"({'on another process' if error is None else f'{type(error).__name__}: {error}'}); "
                           "resuming from an earlier one", stacklevel=3)
             continue
         setup = study.now()
         study.load_state_dict(state, policy, device)
         study.t0 -= setup  # this process's setup counts towards the study's running time
         study.setup_seconds += setup
-        writer.rewind(tick, study.trials)
+        if primary:
+            writer.rewind(tick, study.trials)
         return True
-    writer.rewind(0, [])
+    if primary:
+        writer.rewind(0, [])
     return False
 
 
