@@ -54,3 +54,12 @@ class Env:
 
     def __repr__(self) -> str:
         return f"Env({self.name!r}, obs_dim={self.obs_dim}, {self.action_kind} actions={self.num_actions})"
+
+
+def strong_types(tree):
+    """``tree`` with every leaf strongly typed. Environments build some state fields from Python
+    scalars (gymnax CartPole's ``time``), which JAX types weakly; a state restored from a
+    checkpoint is strongly typed, and a weak/strong difference is another signature for every
+    compiled program (a resumed study would compile them all again mid-way)."""
+    return jax.tree.map(lambda x: jax.numpy.asarray(x, dtype=jax.numpy.result_type(x)), tree)
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from hyperjax.envs.base import Env, Transition
+from hyperjax.envs.base import Env, Transition, strong_types
 
 BRAX_PREFIX = "brax:"
 
@@ -38,7 +38,7 @@ def make_brax(name: str, episode_length: int = 1000, backend: str | None = None)
 
     def reset(key):
         s = env.reset(key)
-        return jnp.asarray(s.obs, jnp.float32), (s, jnp.zeros((), jnp.int32))
+        return jnp.asarray(s.obs, jnp.float32), (strong_types(s), jnp.zeros((), jnp.int32))
 
     def step(key, state, action):
         s, t = state
@@ -48,7 +48,7 @@ def make_brax(name: str, episode_length: int = 1000, backend: str | None = None)
         truncated = jnp.logical_and(t2 >= episode_length, jnp.logical_not(terminated))
         done = jnp.logical_or(terminated, truncated)
         s_re = env.reset(key)
-        new_s = jax.tree.map(lambda r, x: jnp.where(done, r, x), s_re, s2)
+        new_s = strong_types(jax.tree.map(lambda r, x: jnp.where(done, r, x), s_re, s2))
         new_t = jnp.where(done, 0, t2)
         final_obs = jnp.asarray(s2.obs, jnp.float32)
         # A diverging physics step can produce non-finite observations; they are passed on so

@@ -7,7 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from hyperjax.envs.base import Env, Transition
+from hyperjax.envs.base import Env, Transition, strong_types
 
 
 def gymnax_ids() -> list[str]:
@@ -42,7 +42,7 @@ def make_gymnax(name: str) -> Env:
 
     def reset(key):
         obs, state = env.reset_env(key, params)
-        return flat(obs), state
+        return flat(obs), strong_types(state)
 
     def step(key, state, action):
         key_step, key_reset = jax.random.split(key)
@@ -55,7 +55,7 @@ def make_gymnax(name: str) -> Env:
         truncated = jnp.logical_and(env.is_truncated(state_st, params), jnp.logical_not(terminated))
         done = jnp.logical_or(terminated, truncated)
         obs_re, state_re = env.reset_env(key_reset, params)
-        state_next = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), state_re, state_st)
+        state_next = strong_types(jax.tree.map(lambda r, s: jax.lax.select(done, r, s), state_re, state_st))
         obs_next = jnp.where(done, flat(obs_re), flat(obs_st))
         return Transition(
             obs=obs_next,

@@ -14,6 +14,8 @@ trial), PBT's copies are one gather. Only :meth:`Study.apply` changes slots, tri
 state. What the tick changed (trials, observations, decisions) goes to the store and the
 callbacks; everything that lives across ticks has ``state_dict``/``load_state_dict`` (host) or
 is a pytree (device), so a study resumed from tick N continues exactly as if never stopped.
+:meth:`Study.precompile` compiles the programs first needed mid-study (evaluation, ``take``,
+``put``) while the study sets up, so none compiles on the study's thread after its first tick.
 """
 
 from __future__ import annotations
@@ -428,6 +430,14 @@ class Study:
             return decide(self, *args)
         mine = [dict(dataclasses.asdict(d), action=d.action.value) for d in decide(self, *args)] if self.primary else None
         return [Decision(**dict(d, action=Action(d["action"]))) for d in distributed.broadcast(mine)]
+
+    def precompile(self, policy) -> None:
+        """Compiles what a study first runs mid-way (evaluating a completed trial, taking its
+        members, putting a paused trial's back if ``policy.pauses``) ahead of time, so the
+        first completion or resume does not stall every slot for a compile."""
+        for p in self.pools:
+            p.runner.precompile(p.eval_keys, p.state, self.eval_episodes, len(p.members_of(0)),
+                                put=getattr(policy, "pauses", False))
 
     def run(self, policy) -> StudyResult:
         self.thread = threading.get_ident()

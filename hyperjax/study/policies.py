@@ -51,10 +51,11 @@ def _outcome(a: Arrival, kept: bool, num_phases: int, reason: str) -> Decision:
 
 
 @functools.lru_cache(maxsize=64)
-def _rule(spec, num_trials: int, num_phases: int, capacity: int):
+def _rule(spec, num_phases: int, capacity: int):
     """A spec's rule and its jitted ``decide``, shared by every study with the same settings (a
-    second study of the same shape compiles nothing)."""
-    scheduler = spec.build(num_trials, num_phases, capacity)
+    second study of the same shape compiles nothing). HyperTrick's N is a leaf of the state
+    (``retarget``), not part of the compiled rule."""
+    scheduler = spec.build(capacity, num_phases, capacity)
     return scheduler, jax.jit(scheduler.decide)
 
 
@@ -94,8 +95,8 @@ class AsyncPolicy:
     def _build(self) -> None:
         """(Re)builds the rule for the current N and capacity, keeping the record so far."""
         n = self.max_trials or self.capacity
-        self.scheduler, self._decide = _rule(self.spec, n, self.num_phases, self.capacity)
-        fresh = self.scheduler.init()
+        self.scheduler, self._decide = _rule(self.spec, self.num_phases, self.capacity)
+        fresh = self.scheduler.retarget(self.scheduler.init(), n)
         if self.state is not None:
             old = np.asarray(self.state.scores)
             scores = np.asarray(fresh.scores).copy()
@@ -116,7 +117,7 @@ class AsyncPolicy:
         n_time = max(1, n_time)
         if self.max_trials is None or n_time < self.max_trials:
             self.max_trials = n_time
-            self._build()
+            self.state = _cpu(self.scheduler.retarget(self.state, n_time))  # the same compiled rule
 
     def can_start(self, study, pool, pending: int = 0, pending_steps: int = 0) -> bool:
         """Whether one more trial may start in ``pool``, ``pending`` trials (``pending_steps``
@@ -237,6 +238,8 @@ class BracketPolicy:
     evicted. Brackets start one after another as free slots appear and run side by side, so
     slots idle only while every started bracket waits on its stragglers. Bracket sizes are
     scaled so the whole plan fits the budget."""
+
+    pauses = True  # trials leave their slots and come back (the study precompiles put)
 
     def __init__(self, study, spec, max_trials: int | None, rng: np.random.Generator | None = None):
         self.eta = spec.eta

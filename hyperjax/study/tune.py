@@ -232,6 +232,7 @@ def tune(
                       observers=observers, store=writer, callbacks=cbs, t0=t0, config=config)
         extra = {"model": model} if model is not None else {}
         policy = POLICIES[spec.kind](study, spec, max_trials, numpy_rng(k_rng), **extra)
+        study.precompile(policy)
         study.setup_seconds = study.now()
         if writer is None or not _restore(writer, study, policy, points):
             if first is None:  # every snapshot was unreadable: a fresh start after all
