@@ -1,6 +1,7 @@
 """Throughput of a PPO population on CartPole-v1, optionally side by side with rejax.
 
     python benchmarks/throughput.py --population 64 --timesteps 262144 --json [--vs-rejax]
+    python benchmarks/throughput.py --population 1 16 64 --timesteps 131072 --repeats 3 --vs-rejax --json
 
 Settings are exactly those of the rejax peer (../shared/peers/rejax_ppo.py): 16 envs x 128
 steps, 4 epochs x 4 minibatches, separate 64x64 tanh actor and critic, learning rate spread
@@ -8,8 +9,11 @@ log-uniformly over [1e-4, 10^-2.5] and clip epsilon linearly over [0.1, 0.3] acr
 population, one greedy evaluation of 128 episodes at the end (rejax's default). The program is
 run twice; the second run is timed and ``compile_seconds`` is first minus second.
 
-Prints one JSON line: {"population","timesteps","seconds","compile_seconds","steps_per_second",
-"peak_rss_mb","devices"} and, with --vs-rejax, "rejax_steps_per_second" and "ratio".
+Prints one JSON line per population: {"population","timesteps","seconds","compile_seconds",
+"steps_per_second","peak_rss_mb","devices"} and, with --vs-rejax, "rejax_steps_per_second" and
+"ratio". With ``--repeats N`` (N > 1) the two sides alternate N times (hyperjax timed run i,
+then rejax run i, ...), so that a noisy stretch of a shared machine hits both; the row then
+holds the medians, ``*_min``/``*_max`` and ``ratio`` = ratio of the medians.
 """
 
 from __future__ import annotations
@@ -28,19 +32,26 @@ import numpy as np
 PEER = Path(__file__).resolve().parents[2] / "shared" / "peers" / "rejax_ppo.sh"
 
 
-def run_hyperjax(population: int, timesteps: int, env: str) -> dict:
-    import jax
-
+def _setting(population: int, env: str):
     import hyperjax as hj
 
     agent = hj.PPO(env=env, num_envs=16, num_steps=128, num_epochs=4, num_minibatches=4,
                    hidden=(64, 64), activation="tanh")
     hp = agent.hparams(learning_rate=np.logspace(-4, -2.5, population),
                        clip_eps=np.linspace(0.1, 0.3, population))
+    return agent, hp
+
+
+def run_hyperjax(population: int, timesteps: int, env: str) -> dict:
+    import jax
+
+    import hyperjax as hj
+
+    agent, hp = _setting(population, env)
     t0 = time.perf_counter()
     hj.train(agent, hp, total_timesteps=timesteps, seed=0, eval_episodes=128)
     t1 = time.perf_counter()
-    res = hj.train(agent, hp, total_timesteps=timesteps, seed=0, eval_episodes=128)
+    res = hj.train(agent, hp, total_timesteps=timesteps, seed=0, eval_episodes=128)  # returns host arrays
     t2 = time.perf_counter()
     seconds = t2 - t1
     return {
@@ -56,6 +67,16 @@ def run_hyperjax(population: int, timesteps: int, env: str) -> dict:
     }
 
 
+def run_hyperjax_timed(population: int, timesteps: int, env: str) -> float:
+    """Env steps/s of one more run of the (already compiled) program."""
+    import hyperjax as hj
+
+    agent, hp = _setting(population, env)
+    t0 = time.perf_counter()
+    hj.train(agent, hp, total_timesteps=timesteps, seed=0, eval_episodes=128)
+    return population * timesteps / (time.perf_counter() - t0)
+
+
 def run_rejax(population: int, timesteps: int, env: str, peer: Path) -> dict:
     out = subprocess.run(
         ["bash", str(peer), "--population", str(population), "--timesteps", str(timesteps), "--env", env],
@@ -64,26 +85,55 @@ def run_rejax(population: int, timesteps: int, env: str, peer: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _spread(values: list[float]) -> dict:
+    return {"median": round(float(np.median(values)), 1), "min": round(min(values), 1), "max": round(max(values), 1)}
+
+
+def measure(population: int, timesteps: int, env: str, repeats: int, peer: Path | None) -> dict:
+    """One population: hyperjax's compiled program timed ``repeats`` times, alternating with
+    ``repeats`` runs of the rejax peer (when ``peer`` is given)."""
+    row = run_hyperjax(population, timesteps, env)  # compiles, then one timed run
+    ours, theirs, peer_rows = [row["steps_per_second"]], [], []
+    for i in range(repeats):
+        if i > 0:
+            ours.append(run_hyperjax_timed(population, timesteps, env))
+        if peer is not None:
+            peer_rows.append(run_rejax(population, timesteps, env, peer))
+            theirs.append(float(peer_rows[-1]["steps_per_second"]))
+    ours_s = _spread(ours)
+    row.update(steps_per_second=ours_s["median"], seconds=round(population * timesteps / ours_s["median"], 3),
+               repeats=repeats)
+    if repeats > 1:
+        row.update(steps_per_second_min=ours_s["min"], steps_per_second_max=ours_s["max"])
+    if theirs:
+        theirs_s = _spread(theirs)
+        row["rejax_steps_per_second"] = theirs_s["median"]
+        if repeats > 1:
+            row.update(rejax_steps_per_second_min=theirs_s["min"], rejax_steps_per_second_max=theirs_s["max"])
+        row["rejax_compile_seconds"] = peer_rows[-1].get("compile_seconds")
+        row["rejax_final_return_mean"] = peer_rows[-1].get("final_return_mean")
+        row["ratio"] = round(ours_s["median"] / theirs_s["median"], 3)
+    return row
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--population", type=int, default=64)
+    p.add_argument("--population", type=int, nargs="+", default=[64])
     p.add_argument("--timesteps", type=int, default=262144)
     p.add_argument("--env", default="CartPole-v1")
-    p.add_argument("--json", action="store_true", help="print only the JSON line")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per side, alternating (medians reported)")
+    p.add_argument("--json", action="store_true", help="print only the JSON lines")
     p.add_argument("--vs-rejax", action="store_true", help="also run the rejax peer (own venv)")
     p.add_argument("--peer", type=Path, default=Path(os.environ.get("REJAX_PEER", PEER)))
     a = p.parse_args(argv)
+    if a.repeats < 1:
+        p.error(f"--repeats={a.repeats} must be >= 1")
 
-    row = run_hyperjax(a.population, a.timesteps, a.env)
-    if a.vs_rejax:
-        peer = run_rejax(a.population, a.timesteps, a.env, a.peer)
-        row["rejax_steps_per_second"] = round(peer["steps_per_second"], 1)
-        row["rejax_compile_seconds"] = peer.get("compile_seconds")
-        row["rejax_final_return_mean"] = peer.get("final_return_mean")
-        row["ratio"] = round(row["steps_per_second"] / peer["steps_per_second"], 3)
-    if not a.json:
-        print(f"hyperjax PPO x{a.population} on {a.env}: {row['steps_per_second']:,.0f} env steps/s", file=sys.stderr)
-    print(json.dumps(row), flush=True)
+    for population in a.population:
+        row = measure(population, a.timesteps, a.env, a.repeats, a.peer if a.vs_rejax else None)
+        if not a.json:
+            print(f"hyperjax PPO x{population} on {a.env}: {row['steps_per_second']:,.0f} env steps/s", file=sys.stderr)
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
