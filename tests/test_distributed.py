@@ -27,6 +27,9 @@ def _port() -> int:
 
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "HYPERJAX_HOST_DEVICES")}
+    # 8 phases per trial (HyperTrick: ~35 ticks): long enough that the kill below lands mid-study
+    # even when a loaded machine writes the first complete checkpoint late
+    env["STUDY_PHASES"] = "8"
     env.update(extra)
     return env
 
@@ -99,6 +102,7 @@ def test_a_dead_process_stops_the_other_and_the_study_resumes(tmp_path, referenc
         else:
             pytest.fail("the study ended before a resume point was written: " + procs[0].stderr.read()[-3000:])
         killed_at = int(line.split()[1])
+        assert procs[1].poll() is None, "process 1 ended before the kill"
         procs[1].send_signal(signal.SIGKILL)
         t0 = time.monotonic()
         procs[0].wait(timeout=60)

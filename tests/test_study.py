@@ -2,6 +2,7 @@
 buckets, synchronous brackets, PBT lineage, the trial log and host-side validation."""
 
 import math
+import time
 
 import jax
 import numpy as np
@@ -102,11 +103,61 @@ def test_buckets_share_one_study():
     _check_records(res, 8 * 3 * 64 * 3, num_phases=3)
 
 
-def test_successive_halving_pauses_and_resumes():
-    res = _study(scheduler="successive_halving", budget=6 * 4 * PHASE * 2)
+def _leaves(tree):
+    return [_host(x) for x in jax.tree.leaves(tree)]
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_successive_halving_pauses_and_resumes(monkeypatch):
+    """A promoted trial resumes, in whatever slot is free, from exactly the members it was paused
+    with (params, optimizer and env state, key, bit for bit), not from a fresh start: the slot's
+    members right after the resume (Pool.flush: refills and puts) are compared with those the
+    trial's slot held when it paused."""
+    from hyperjax.study import engine
+
+    at_pause: dict[int, list] = {}  # trial -> its members when it paused
+    checked: list[tuple[int, bool]] = []  # (trial, members after the resume == at the pause)
+    saved_ok: list[bool] = []
+    flush = engine.Pool.flush
+
+    def checked_flush(pool):
+        ran = flush(pool)
+        for slot in pool.occupied():
+            tid = int(pool.trial[slot])
+            if tid in at_pause:  # a paused trial is in no slot until it resumes: this is its resume
+                checked.append((tid, _same(_leaves(pool.take(int(slot))), at_pause.pop(tid))))
+        return ran
+
+    calls = []
+
+    def on_tick(study, changes):  # records only: a callback that raises is disabled, not fatal
+        calls.append(study.tick)
+        for d in changes["decisions"]:
+            if d.action.value == "pause":
+                # released, not refilled yet: the slot still holds the trial's trained members
+                at_pause[d.trial] = _leaves(study.pools[d.pool].take(d.slot))
+                kept = study.paused.get(d.trial)  # absent if evicted at this tick's rung end
+                saved_ok.append(kept is None or _same(_leaves(kept[0]), at_pause[d.trial]))
+            elif d.action.value == "evict" and d.trial in at_pause:  # a paused trial not promoted
+                del at_pause[d.trial]
+
+    monkeypatch.setattr(engine.Pool, "flush", checked_flush)
+    res = _study(scheduler="successive_halving", budget=6 * 4 * PHASE * 2, callbacks=[on_tick])
     _check_records(res, 6 * 4 * PHASE * 2)
     resumed = [t for t in res.trials if len(t.segments) > 1]
+    assert len(calls) == res.ticks + 1
     assert resumed, "promoted trials resume from their paused state"
+    assert saved_ok and all(saved_ok)  # what the study keeps is what the slot held
+    assert sorted(tid for tid, _ in checked) == sorted(t.id for t in resumed)
+    assert all(ok for _, ok in checked), checked
+    assert not at_pause  # every paused trial was resumed or evicted while paused
+    # the check means something: some slot was used by another trial between a pause and a resume
+    tl = res.timeline()
+    assert any(((tl.slot == seg[0]) & (tl.trial != t.id) & (tl.start_tick >= prev[4]) & (tl.start_tick < seg[3])).any()
+               for t in resumed for prev, seg in zip(t.segments, t.segments[1:]))
     # rungs at ceil(4/3)=2 and 4 phases: every trial stopped at a rung
     assert set(t.phases for t in res.trials) <= {2, 4}
     for t in resumed:
@@ -119,39 +170,121 @@ def test_hyperband_runs_its_brackets():
     assert {2, 4} <= set(t.phases for t in res.trials)
 
 
-def test_pbt_lineage_and_failed_members():
-    space = SearchSpace({"learning_rate": Float(1e-4, 1e-2, log=True), "ent_coef": Float(0.0, 0.05)})
-    copies = []
+class _FixedProposer:
+    """Proposes the rows of ``u`` in order (then from the start again)."""
 
-    def check_copies(study, changes):
-        # right after the exploit step, before the next phase trains: a child's members are
-        # its parent's, bit for bit (params, optimizer and env state)
-        for d in changes["decisions"]:
-            if d.action.value == "exploit":
-                pool = study.pools[d.pool]
-                src = int(np.flatnonzero(pool.trial == d.source)[0])
-                a, b = jax.tree.leaves(pool.take(d.slot)), jax.tree.leaves(pool.take(src))
-                copies.append(all(np.array_equal(_host(x), _host(y)) for x, y in zip(a, b)))
+    def __init__(self, u):
+        self.u, self.i = np.asarray(u, np.float64), 0
 
-    res = _study(scheduler=PBT(interval=1, quantile=0.34), space=space, budget=6 * 4 * PHASE, callbacks=[check_copies])
-    assert copies and all(copies)
+    def ask(self, k):
+        rows = self.u[(self.i + np.arange(k)) % len(self.u)]
+        self.i += k
+        return rows
+
+    def tell(self, u, scores, budgets):
+        pass
+
+
+def test_pbt_lineage_and_failed_members(monkeypatch):
+    """PBT with one member that diverges (learning rate 1e30: NaN within its first phase): it is
+    marked failed at the first boundary and never becomes the best, its slot is refilled at
+    once by a copy of a running member and every slot runs to the end. Every exploit copies the
+    parent's members (params, optimizer and env state, key) bit for bit into the child's slot as
+    they were just before the copy, and leaves every other slot untouched."""
+    from hyperjax.study import engine
+
+    space = SearchSpace({"learning_rate": Float(1e-4, 1e30, log=True), "ent_coef": Float(0.0, 0.05)})
+    lr_u = lambda lr: np.log(lr / 1e-4) / np.log(1e34)  # noqa: E731
+    rows = [[lr_u(lr), e] for lr, e in ((3e-4, 0.1), (1e-3, 0.5), (1e30, 0.3), (3e-3, 0.9), (5e-4, 0.7), (2e-3, 0.2))]
+    copies = {}  # tick -> ({child slot: parent slot}, every slot holds what it should after the copy)
+    ticks = [0]  # ticks whose callbacks ran; a copy is applied during the tick after the last one
+    copy_from = engine.Pool.copy_from
+
+    def checked_copy(pool, source_slot):
+        before = [_leaves(pool.take(s)) for s in range(pool.slots)]
+        copy_from(pool, source_slot)
+        ok = all(_same(_leaves(pool.take(s)), before[source_slot.get(s, s)]) for s in range(pool.slots))
+        assert ticks[-1] + 1 not in copies  # one gather per exploit step
+        copies[ticks[-1] + 1] = (dict(source_slot), ok)
+
+    decisions = []
+
+    def on_tick(study, changes):  # records only: a callback that raises is disabled, not fatal
+        decisions.extend((study.tick, d) for d in changes["decisions"])
+        ticks.append(study.tick)
+
+    monkeypatch.setattr(engine.Pool, "copy_from", checked_copy)
+    # no resampling: children are perturbed copies of healthy members, so exactly one member fails
+    res = _study(scheduler=PBT(interval=1, quantile=0.34, resample_prob=0.0), space=space, budget=6 * 4 * PHASE,
+                 proposer=_FixedProposer(rows), callbacks=[on_tick])
+    assert ticks[1:] == list(range(1, res.ticks + 1)) + [res.ticks]  # every tick, then the final call
     df = res.dataframe()
-    kids = [t for t in res.trials if t.origin == "pbt"]
-    assert kids, "exploit steps create children"
     by_id = {t.id: t for t in res.trials}
-    for t in kids:
-        p = by_id[t.parent]
-        assert t.start_phase >= 1 and p.phases >= t.start_phase
-        assert 1e-4 <= t.config["learning_rate"] <= 1e-2 and 0.0 <= t.config["ent_coef"] <= 0.05
-    assert (df.status == "completed").sum() == 6  # every slot runs to the end
+
+    failed = by_id[2]
+    assert failed.config["learning_rate"] == pytest.approx(1e30)
+    assert failed.status == "failed" and failed.end_reason == "non-finite values" and failed.phases == 1
+    assert len(failed.curve) == 1 and math.isnan(failed.curve[0]) and math.isnan(failed.final_score)
+    assert list(df[df.status == "failed"].trial) == [2]  # the only failure
+    assert res.best is not None and res.best.id != 2 and res.best.config["learning_rate"] < 1
+    assert math.isfinite(res.best_score) and res.best_score == df.final_score.max()
+    # the population goes on: its slot is refilled by a copy at the same boundary ...
+    slot = failed.slot
+    heir = [t for t in res.trials if t.origin == "pbt" and t.segments[0][0] == slot and t.segments[0][3] == 1]
+    assert len(heir) == 1 and by_id[heir[0].parent].status != "failed" and heir[0].start_phase == 1
+    # ... and every slot trains to the end
+    assert (df.status == "completed").sum() == 6 and res.env_steps == 6 * 4 * PHASE
+
+    exploits = [(tick, d) for tick, d in decisions if d.action.value == "exploit"]
+    kids = [t for t in res.trials if t.origin == "pbt"]
+    assert len(exploits) == len(kids) > 1, "exploit steps create children"
+    assert sorted(copies) == sorted({tick for tick, _ in exploits})  # one gather per exploit step
+    assert all(ok for _, ok in copies.values()), copies
+    for tick, d in exploits:
+        child, parent = by_id[d.trial], by_id[d.source]
+        assert child.parent == parent.id and child.segments[0][0] == d.slot
+        assert copies[tick][0][d.slot] == parent.slot  # the child's slot took the parent's members
+        assert child.start_phase == tick and parent.phases >= child.start_phase
+        assert 1e-4 <= child.config["learning_rate"] < 1 and 0.0 <= child.config["ent_coef"] <= 0.05
     steps, scores = res.best_curve
     assert list(steps) == [PHASE * (i + 1) for i in range(4)]
-    assert res.env_steps == 6 * 4 * PHASE
 
 
 def test_max_seconds_stops_the_study():
-    res = _study(budget=10**9, max_seconds=8.0)
-    assert res.seconds < 8.0 + 10.0  # at most one tick (and its evaluation) over
+    """The clock is checked after every tick: no tick starts once ``max_seconds`` has passed, so
+    the study overshoots by at most the tick that crossed it plus the final bookkeeping, and the
+    trials still running then are stopped. Bounds are relative to the ticks measured in this run
+    (a loaded machine slows ticks and bounds alike), not absolute seconds; measured on a 2-core
+    machine: ticks of 5-30 ms (0.3 s with the pause below), the bookkeeping under 1 ms."""
+    _study(budget=6 * 4 * PHASE)  # compile outside the clock: the timed study then runs many short ticks
+    limit = 3.0
+    ends, busy = [], []  # study seconds and occupied slots at the end of every tick, then after the final call
+
+    def clock(study, changes):
+        # A watcher much slower in the last second: the study's estimate of a tick leaves
+        # callbacks out, so trials still start that cannot end in time, and the limit almost
+        # always finds trials running (else the population drained first: no trial starts that
+        # is not expected to end in time).
+        if not changes["final"] and study.now() > limit - 1.0:
+            time.sleep(0.3)
+        ends.append(study.now())
+        busy.append(sum(len(p.occupied()) for p in study.pools))
+
+    res = _study(budget=10**9, max_seconds=limit, callbacks=[clock])
+    ticks, final = np.asarray(ends[:-1]), ends[-1]
+    assert len(ticks) == res.ticks >= 5  # short ticks: many of them before the limit
+    lengths = np.diff(ticks)  # whole ticks (fill, train, decide, apply, callbacks), 2nd to last
+    # every tick but the last ended before the limit: none started after it ...
+    assert np.all(ticks[:-1] < limit), (ticks, limit)
+    # ... and the last one crossed it (the trials it left running are stopped), or the
+    # population had drained: the study did not stop early
+    assert ticks[-1] >= limit or busy[-2] == 0, (ticks[-1], busy[-2])
+    assert (res.dataframe().status == "stopped").sum() == busy[-2]
+    # the overshoot is at most the last tick plus the final bookkeeping (stopping the running
+    # trials, the last callback, the result: far less than a tick), allowed the longest tick
+    margin = float(lengths.max())
+    assert res.seconds - limit <= lengths[-1] + margin, (res.seconds - limit, lengths[-1], margin)
+    assert final <= res.seconds <= final + margin
     assert len(res.trials) >= 6
 
 
@@ -170,11 +303,25 @@ def test_max_seconds_stops_the_study():
         (dict(fixed={"clip_eps": -1.0}), "clip_eps"),
     ],
 )
-def test_bad_arguments_fail_on_the_host(kwargs, match):
+def test_bad_arguments_fail_on_the_host(kwargs, match, no_population):
     args = dict(budget=10**6)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         _study(**args)
+
+
+@pytest.fixture
+def no_population(monkeypatch):
+    """Makes building a population (a Pool: tracing and compiling its programs) fail the test
+    with an AssertionError, whatever JAX has cached: what is checked on the host must be refused
+    before. (A cache-proof count of every compile needs jax.clear_caches(), which would make the
+    rest of this module compile its programs again: see tests/test_validate.py for that check.)"""
+    from hyperjax.study import engine
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a population was built (its programs traced and compiled) before the error")
+
+    monkeypatch.setattr(engine.Pool, "__init__", refuse)
 
 
 @pytest.mark.parametrize(
@@ -192,19 +339,25 @@ def test_bad_scheduler_options(make, match):
         make()
 
 
-def test_space_problems_fail_on_the_host():
-    with pytest.raises(ValueError, match="'num_steps' fixes array shapes"):
-        _study(space=SearchSpace({"num_steps": Float(8, 32)}))
-    with pytest.raises(ValueError, match="more than 32"):
-        _study(space=SearchSpace({"num_steps": Int(8, 64), "num_envs": Int(2, 8)}))
-    with pytest.raises(ValueError, match="fewer than the 3 structural buckets"):
-        _study(space=SearchSpace({"num_steps": Choice((8, 16, 32))}), slots=2)
-    with pytest.raises(ValueError, match="gamma"):  # a corner of the space is not a valid gamma
-        _study(space=SearchSpace({"gamma": Float(0.9, 1.5)}))
-    with pytest.raises(ValueError, match="would start"):  # brackets cannot plan an endless budget
-        _study(scheduler="hyperband", budget=10**12)
-    with pytest.raises(ValueError, match="smaller than what PBT runs"):
-        _study(scheduler="pbt", budget=PHASE * 6)
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(space=SearchSpace({"num_steps": Float(8, 32)})), "'num_steps' fixes array shapes"),
+        (dict(space=SearchSpace({"num_steps": Int(8, 64), "num_envs": Int(2, 8)})), "more than 32"),
+        (dict(space=SearchSpace({"num_steps": Choice((8, 16, 32))}), slots=2), "fewer than the 3 structural buckets"),
+        (dict(space=SearchSpace({"gamma": Float(0.9, 1.5)})), "gamma"),  # a corner of the space is no valid gamma
+        pytest.param(
+            dict(scheduler="hyperband", budget=10**12), "would start",  # brackets cannot plan an endless budget
+            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+                "library bug: tune() builds every Pool (runner.init traced and compiled, and evaluate/take/put "
+                "compiled ahead of time) before BracketPolicy.__init__ finds that budget=1e12 would start too many "
+                "trials; the plan's check needs only the budget, phases, slots and steps per phase"))),
+        (dict(scheduler="pbt", budget=PHASE * 6), "smaller than what PBT runs"),
+    ],
+)
+def test_space_problems_fail_on_the_host(kwargs, match, no_population):
+    with pytest.raises(ValueError, match=match):
+        _study(**kwargs)
 
 
 def test_bucket_allocation_and_enumeration():
@@ -230,9 +383,41 @@ def test_project_onto_the_space():
 
 
 def test_hypertrick_budget_sets_number_of_trials():
-    res = _study(scheduler=HyperTrick(r=0.5), budget=6 * 4 * PHASE * 2)
-    # N = budget / (phase cost * sum (1 - r)^p) = 48 / 1.875 = 25 trials at most
-    assert len(res.trials) <= 25
+    """The budget sets how many trials start, exactly. HyperTrick's N = budget / (phase cost *
+    sum_p (1 - r)^p) = 48 / 1.875 -> 25 caps them; within it, at every fill as many start as
+    there are free slots while (a) the env steps used, plus what every running trial could still
+    use, plus the new trials' whole runs fit the budget and (b) after the first fill, the budget
+    left could still keep every slot busy for a whole trial. Replayed from the study's own state
+    at every tick (the count is two-sided: no more and no fewer than the rule allows)."""
+    slots, phases, budget = 6, 4, 6 * 4 * PHASE * 2
+    n_max = int(budget // (PHASE * sum(0.5**p for p in range(phases))))
+    assert n_max == 25
+
+    def allowed(tick, trials, used, committed, running):
+        """Trials the fill after ``tick`` ticks may start."""
+        j = 0
+        while (j < slots - running and trials + j < n_max
+               and used + committed + (j + 1) * phases * PHASE <= budget
+               and (tick == 0 or budget - used >= phases * slots * PHASE)):
+            j += 1
+        return j
+
+    states = [(0, 0, 0, 0, 0)]  # (ticks, trials, used, committed, running) before each fill
+
+    def record(study, changes):
+        if changes["final"]:
+            return
+        running = [study.trials[t] for t in study.pools[0].trial if t >= 0]
+        states.append((study.tick, len(study.trials), study.used, sum((phases - t.phases) * PHASE for t in running),
+                       len(running)))
+
+    res = _study(scheduler=HyperTrick(r=0.5), budget=budget, callbacks=[record])
+    assert len(states) == res.ticks + 1  # the state before every fill, the last one started nothing
+    starts = [t.segments[0][3] for t in res.trials]  # the tick count at each trial's fill
+    for tick, trials, used, committed, running in states:
+        assert starts.count(tick) == allowed(tick, trials, used, committed, running), (tick, states)
+    assert len(res.trials) == sum(allowed(*st) for st in states)
+    assert 10 <= len(res.trials) < n_max and res.env_steps <= budget  # the budget rule, not the cap, ended it
     assert math.isfinite(res.best_score)
 
 

@@ -268,14 +268,82 @@ def test_bad_settings():
         BNN(FAST).fit(__import__("jax").random.key(0), np.zeros((3, 1)), np.array([0.0, np.nan, 1.0]))
 
 
+def _bandit():
+    """Observation [1]; action 0 pays 1, action 1 pays 0; episodes of 8 steps. A random policy
+    earns 4 an episode; PPO's training return climbs towards 8 the faster the larger its
+    learning rate, and with common random numbers every trial sees the same episodes: at these
+    budgets a learning-rate's whole curve is a smooth, monotone function of it (measured:
+    final training returns 3.75 for lr <= 1e-4, 4.5 at 2e-3, 6.8-7.1 for 8e-3 to 1e-2)."""
+    import jax.numpy as jnp
+
+    from hyperjax.envs import Env, Transition
+
+    def reset(key):
+        return jnp.ones((1,)), jnp.zeros((), jnp.int32)
+
+    def step(key, t, action):
+        t2 = t + 1
+        end = t2 >= 8
+        return Transition(jnp.ones((1,)), jnp.where(end, 0, t2), (action == 0).astype(jnp.float32), end,
+                          jnp.zeros((), bool), jnp.ones((1,)))
+
+    return Env("test/surrogate-bandit", 1, True, 2, None, None, 8, reset, step)
+
+
+class _FixedProposer:
+    """Proposes the rows of ``u`` in order; nothing left after them."""
+
+    def __init__(self, u):
+        self.u, self.i = np.asarray(u, np.float64), 0
+
+    def ask(self, k):
+        if self.i + k > len(self.u):
+            raise ValueError("no proposals left")
+        self.i += k
+        return self.u[self.i - k : self.i]
+
+    def tell(self, u, scores, budgets):
+        pass
+
+
 def test_extrapolation_scheduler_evicts_hopeless_trials():
-    agent = hj.PPO(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=1, num_epochs=1, hidden=(16,))
+    """Evictions checked against the truth: the same configurations trained to the end without
+    stopping (bit for bit the same curves while they run: same slots' keys, same program).
+    The first 6 trials (learning rates 1e-5 to 2e-3) complete and set the incumbent, the best
+    final training score among them; of the next 10, those that end far below it (lr <= 1e-4)
+    must be evicted at their first boundary, and those that end far above it (lr 8e-3 to 1e-2,
+    the best of all) must be kept to the end, the very best among them."""
+    from hyperjax.envs import register_env
+
+    register_env("test/surrogate-bandit", _bandit)
+    agent = hj.PPO(env="test/surrogate-bandit", num_envs=4, num_steps=16, num_minibatches=1, num_epochs=1, hidden=(16,))
     space = SearchSpace({"learning_rate": Float(1e-5, 1e-2, log=True), "gamma": Float(0.9, 0.999)})
-    res = hj.tune(agent, space, budget=6 * 4 * 256 * 5, phase_steps=256, trial_steps=4 * 256, slots=6,
-                  scheduler=hj.schedulers.Extrapolate(threshold=0.2), eval_episodes=2, seed=1)
-    df = res.dataframe()
-    assert (df.status == "evicted").any() and (df.status == "completed").any()
-    assert res.best is not None
+    first = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3]  # complete before there is an incumbent
+    then = [1e-5, 8e-3, 3e-5, 1e-4, 1e-2, 5e-5, 2e-5, 9e-3, 7e-5, 3e-5]  # the good ones start together
+    rows = [[np.log(lr / 1e-5) / np.log(1e3), 0.5] for lr in first + then]
+    kw = dict(phase_steps=256, trial_steps=4 * 256, slots=6, eval_episodes=2, seed=1)
+    res = hj.tune(agent, space, budget=6 * 4 * 256 * 5, scheduler=hj.schedulers.Extrapolate(threshold=0.05),
+                  proposer=_FixedProposer(rows), **kw)
+    truth = hj.tune(agent, space, budget=2 * 16 * 4 * 256, scheduler="none", proposer=_FixedProposer(rows), **kw)
+    assert len(res.trials) == len(truth.trials) == 16
+    final = {}
+    for t, ref in zip(res.trials, truth.trials):
+        assert t.config == ref.config and ref.status == "completed"
+        assert t.curve == ref.curve[: len(t.curve)]  # what ran, ran exactly as in the reference
+        final[t.id] = ref.curve[-1]  # its training score at the full budget
+    incumbent = max(final[i] for i in range(6))
+    assert all(res.trials[i].status == "completed" for i in range(6))
+    hopeless = [i for i in range(6, 16) if final[i] < incumbent - 0.5]
+    promising = [i for i in range(6, 16) if final[i] > incumbent + 1.0]
+    assert len(hopeless) == 7 and len(promising) == 3  # the design holds
+    for i in hopeless:
+        t = res.trials[i]
+        assert t.status == "evicted" and t.end_reason == "extrapolate" and t.phases == 1, (i, t.status, t.phases)
+    for i in promising:
+        assert res.trials[i].status == "completed" and res.trials[i].phases == 4, (i, res.trials[i].status)
+    best = max(final, key=final.get)
+    assert best in promising and res.trials[best].status == "completed"
+    assert max(t.curve[-1] for t in res.trials if t.status == "completed") == final[best]
     with pytest.raises(ValueError, match="threshold=1.5"):
         hj.schedulers.Extrapolate(threshold=1.5)
 

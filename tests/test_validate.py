@@ -13,30 +13,33 @@ import hyperjax as hj
 from hyperjax import rng, validate
 from hyperjax.schedulers import HyperTrick, Median, PBT
 from hyperjax.space import Choice, Float, Int, SearchSpace
+from tests.compile_events import nothing_compiled
 
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
-
-@contextlib.contextmanager
-def no_compiles():
-    """Fails the test if XLA compiles anything inside the block."""
-    seen = []
-
-    def listen(event, duration, **kwargs):
-        if event == COMPILE_EVENT:
-            seen.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
-        yield
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
-    assert not seen, f"{len(seen)} backend compile(s) before the error"
+# An environment is built once per process (make_env caches it), and building a gymnax one runs a
+# few eager JAX ops; build the default one here so that the checks below see what validation
+# itself does (tests/test_validation.py::test_static_settings_are_checked_before_the_environment_is_built
+# is the check of the order).
+hj.make_env("CartPole-v1")
 
 
 def raises(pattern_text: str):
-    """``pytest.raises(ValueError)`` matching ``pattern_text`` literally."""
-    return pytest.raises(ValueError, match=re.escape(pattern_text))
+    """``pytest.raises(ValueError)`` matching ``pattern_text`` literally, around a block that
+    must trace and compile nothing (:func:`no_compiles`): every bad input below fails on the
+    host, before any JAX program exists."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(nothing_compiled())
+    stack.enter_context(pytest.raises(ValueError, match=re.escape(pattern_text)))
+    return stack
+
+
+def test_no_compiles_sees_a_cached_compile():
+    """The check itself: a jitted call in the block is reported even if it was compiled before."""
+    inc = jax.jit(lambda x: x + 1)
+    inc(np.float32(1))
+    with pytest.raises(AssertionError, match="traced or compiled before the error"):
+        with nothing_compiled():
+            inc(np.float32(1))
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +144,10 @@ def test_as_key_rejects(seed):
 
 
 def test_as_key_rejects_a_batch_of_keys():
-    with pytest.raises(ValueError, match=r"(?s)^seed=Array.* must be an integer >= 0 or a JAX PRNG key$"):
-        rng.as_key(jax.random.split(jax.random.key(0), 2))
+    keys = jax.random.split(jax.random.key(0), 2)
+    pattern = r"(?s)^seed=Array.* must be an integer >= 0 or a JAX PRNG key$"
+    with nothing_compiled(), pytest.raises(ValueError, match=pattern):
+        rng.as_key(keys)
 
 
 def test_seed_int_and_numpy_rng_are_deterministic():
@@ -167,7 +172,7 @@ def test_key_and_generator_state_roundtrip():
 
 @pytest.mark.parametrize("seed", ["0", 1.5])
 def test_train_rejects_bad_seed(agent, seed):
-    with no_compiles(), raises(f"train: seed={seed!r} must be an integer >= 0 or a JAX PRNG key"):
+    with raises(f"train: seed={seed!r} must be an integer >= 0 or a JAX PRNG key"):
         hj.train(agent, total_timesteps=64, seed=seed)
 
 
@@ -177,24 +182,24 @@ def test_hparams_lists_of_different_lengths(agent):
     message = "learning_rate has 2 values, clip_eps has 3 values"
     with raises(message):
         agent.hparams(**values)
-    with no_compiles(), raises(message):
+    with raises(message):
         hj.train(agent, values, total_timesteps=64)
 
 
 def test_train_struct_with_scalars_broadcasts_like_a_dict(agent):
     # A hand-built struct is validated and broadcast by name, as a dict is.
-    with no_compiles(), raises("ppo: hyperparameter gamma=1.5 is invalid"):
+    with raises("ppo: hyperparameter gamma=1.5 is invalid"):
         hj.train(agent, agent.HParams(learning_rate=np.asarray([1e-3, 3e-4]), gamma=1.5), total_timesteps=64)
 
 
 @pytest.mark.parametrize("chunk", [0, -3, 2.0, True])
 def test_train_rejects_bad_chunk_updates(agent, chunk):
-    with no_compiles(), raises(f"train: chunk_updates={chunk!r} must be an integer >= 1"):
+    with raises(f"train: chunk_updates={chunk!r} must be an integer >= 1"):
         hj.train(agent, total_timesteps=64, chunk_updates=chunk)
 
 
 def test_train_rejects_bad_hparams_type(agent):
-    with no_compiles(), raises("train: hparams=[0.001] must be None, a dict of values or a PPOHParams"):
+    with raises("train: hparams=[0.001] must be None, a dict of values or a PPOHParams"):
         hj.train(agent, [1e-3], total_timesteps=64)
 
 
@@ -215,7 +220,7 @@ def test_train_rejects_bad_hparams_type(agent):
     ],
 )
 def test_static_settings_typed(agent, make, message):
-    with no_compiles(), raises(message):
+    with raises(message):
         make()
 
 
@@ -276,7 +281,7 @@ def test_list_valued_choices_become_tuples():
 
 # -- 6. static settings passed as hyperparameters -----------------------------------------------------
 def test_static_setting_as_hparam(agent):
-    with no_compiles(), raises(
+    with raises(
         "PPO.hparams: num_envs=8 is a static (shape-fixing) setting, not a traced hyperparameter; "
         "set it on the agent (hj.PPO(num_envs=8)) or tune it as a structural dimension of the search space"
     ):
@@ -285,7 +290,7 @@ def test_static_setting_as_hparam(agent):
         hj.A2C().hparams(optimizer="adam")
     with raises("A2C.hparams: t_max=[5, 10] is a static (shape-fixing) setting"):
         hj.A2C().hparams(t_max=[5, 10])
-    with no_compiles(), raises("PPO.hparams: num_steps=16 is a static (shape-fixing) setting"):
+    with raises("PPO.hparams: num_steps=16 is a static (shape-fixing) setting"):
         hj.train(agent, {"num_steps": 16}, total_timesteps=64)
 
 
@@ -295,5 +300,5 @@ def test_dataclass_fields_all_validated():
         for f in dataclasses.fields(cls):
             if f.name == "env":
                 continue
-            with pytest.raises(ValueError, match=re.escape(f"{f.name}=")):
+            with raises(f"{f.name}="):
                 cls(**{f.name: object()})

@@ -1,19 +1,60 @@
 """Bad input fails on the host, before tracing, with the field and value named."""
 
+import contextlib
+
+import jax
 import numpy as np
 import pytest
 
 import hyperjax as hj
 from hyperjax.space import Choice, Float, Int, SearchSpace
+from tests.compile_events import nothing_compiled
+
+
+# An environment is built once per process (make_env caches it), and building a gymnax one runs a
+# few eager JAX ops (importing gymnax, its observation-space bounds). Build the default one here,
+# so that the checks below see what validation itself does; that building it comes before the
+# agent's own checks is test_static_settings_are_checked_before_the_environment_is_built.
+hj.make_env("CartPole-v1")
+
+
+def raises_first(pattern: str):
+    """``pytest.raises(ValueError, match=pattern)`` around a block that must trace and compile
+    nothing: the error comes from host-side checks, before any JAX program exists."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(nothing_compiled())
+    stack.enter_context(pytest.raises(ValueError, match=pattern))
+    return stack
+
+
+def test_the_compile_check_sees_a_compile():
+    """The check itself: a jitted call inside the block is reported, even if an earlier test
+    compiled the same program."""
+    inc = jax.jit(lambda x: x + 1)
+    inc(np.float32(1))  # compiled and cached
+    with pytest.raises(AssertionError, match="traced or compiled before the error"):
+        with nothing_compiled():
+            inc(np.float32(1))
+
+
+def test_static_settings_are_checked_before_the_environment_is_built():
+    from hyperjax.envs import _make_env
+
+    _make_env.cache_clear()  # as in a fresh process: CartPole is built inside the call
+    try:
+        with raises_first(r"num_envs=0 must be an integer >= 1"):
+            hj.PPO(env="CartPole-v1", num_envs=0)
+    finally:
+        hj.make_env("CartPole-v1")  # cached again (it may have been built inside the call)
 
 
 def test_unknown_env_lists_allowed():
-    with pytest.raises(ValueError, match=r"'CartPol-v1' is unknown; allowed: CartPole-v1"):
+    with raises_first(r"'CartPol-v1' is unknown; allowed: CartPole-v1"):
         hj.PPO(env="CartPol-v1")
 
 
 def test_brax_env_named_in_error():
-    with pytest.raises(ValueError, match="brax:nope"):
+    with raises_first("brax:nope"):
         hj.make_env("brax:nope")
 
 
@@ -28,12 +69,12 @@ def test_brax_env_named_in_error():
     ],
 )
 def test_bad_static_settings(kwargs, pattern):
-    with pytest.raises(ValueError, match=pattern):
+    with raises_first(pattern):
         hj.PPO(env="CartPole-v1", **kwargs)
 
 
 def test_a2c_optimizer_checked():
-    with pytest.raises(ValueError, match=r"optimizer='sgdx' is unknown; allowed: rmsprop, adam"):
+    with raises_first(r"optimizer='sgdx' is unknown; allowed: rmsprop, adam"):
         hj.A2C(optimizer="sgdx")
 
 
@@ -48,20 +89,20 @@ def test_a2c_optimizer_checked():
     ],
 )
 def test_bad_hparams(values, pattern):
-    with pytest.raises(ValueError, match=pattern):
+    with raises_first(pattern):
         hj.PPO().hparams(**values)
 
 
 def test_a2c_has_no_clip_eps():
-    with pytest.raises(ValueError, match="a2c: unknown hyperparameter 'clip_eps'"):
+    with raises_first("a2c: unknown hyperparameter 'clip_eps'"):
         hj.A2C().hparams(clip_eps=0.2)
 
 
 def test_train_rejects_budget_below_one_update():
     agent = hj.PPO(num_envs=4, num_steps=8, num_minibatches=2)
-    with pytest.raises(ValueError, match=r"total_timesteps=10 must be an integer >= one update \(num_envs \* num_steps = 32\)"):
+    with raises_first(r"total_timesteps=10 must be an integer >= one update \(num_envs \* num_steps = 32\)"):
         hj.train(agent, total_timesteps=10)
-    with pytest.raises(ValueError, match=r"num_seeds=0"):
+    with raises_first(r"num_seeds=0"):
         hj.train(agent, total_timesteps=64, num_seeds=0)
 
 
@@ -81,14 +122,14 @@ def test_hparams_broadcast():
     ],
 )
 def test_bad_spaces(dims, pattern):
-    with pytest.raises(ValueError, match=pattern):
+    with raises_first(pattern):
         SearchSpace(dims)
 
 
 def test_space_unknown_name_for_agent():
     space = SearchSpace({"learning_rate": Float(1e-5, 1e-2, log=True), "clip_eps": Float(0.1, 0.3)})
     space.validate_for(hj.PPO)
-    with pytest.raises(ValueError, match=r"'clip_eps' is not a hyperparameter of a2c; allowed: .*t_max"):
+    with raises_first(r"'clip_eps' is not a hyperparameter of a2c; allowed: .*t_max"):
         space.validate_for(hj.A2C)
 
 

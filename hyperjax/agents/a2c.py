@@ -46,8 +46,7 @@ class A2C(ActorCriticAgent):
 
     STATIC_FIELDS: ClassVar[tuple[str, ...]] = ActorCriticAgent.STATIC_FIELDS + ("optimizer",)
 
-    def __post_init__(self):
-        super().__post_init__()
+    def _check_static(self) -> None:
         if not isinstance(self.optimizer, str) or self.optimizer not in ("rmsprop", "adam"):
             raise ValueError(f"a2c: optimizer={self.optimizer!r} is unknown; allowed: rmsprop, adam")
 

@@ -90,7 +90,8 @@ class ActorCriticAgent:
 
     # -- validation ------------------------------------------------------------------------
     def __post_init__(self):
-        env = make_env(self.env)  # raises ValueError naming unknown envs
+        # Every static setting is checked before the environment is built: building a gymnax
+        # environment compiles, and bad input must fail before anything compiles.
         if isinstance(self.hidden, list):
             object.__setattr__(self, "hidden", tuple(self.hidden))
         self._check_int("num_envs")
@@ -104,7 +105,12 @@ class ActorCriticAgent:
                 f"{self.name}: activation={self.activation!r} is unknown; allowed: {', '.join(ACTIVATIONS)}"
             )
         self._check_bool("normalize_obs")
+        self._check_static()
+        env = make_env(self.env)  # raises ValueError naming unknown envs
         self._check_env(env)
+
+    def _check_static(self) -> None:
+        """Hook for an agent's own static settings (checked before the environment is built)."""
 
     def _check_int(self, field: str, low: int = 1) -> None:
         """Validates the integer setting ``field`` (>= ``low``) and stores it as a Python int."""

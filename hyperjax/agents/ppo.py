@@ -69,8 +69,7 @@ class PPO(ActorCriticAgent):
     name: ClassVar[str] = "ppo"
     HParams: ClassVar[type] = PPOHParams
 
-    def __post_init__(self):
-        super().__post_init__()
+    def _check_static(self) -> None:
         self._check_int("num_epochs")
         self._check_int("num_minibatches")
         if self.steps_per_update % self.num_minibatches:

@@ -70,8 +70,11 @@ class Pool:
     Member ``slot * seeds + s`` is seed ``s`` of the trial in ``slot``. Seed ``s`` starts from
     the same key in every trial (common random numbers: trials are compared on the same
     initialisations and episodes), so which slot a trial gets does not choose its random
-    streams. (Its float results are bit-identical for the same slot layout and device count;
-    see ``hyperjax.population`` for what holds across layouts.)
+    streams. (A trial's float results are bit-identical whichever slot it runs in and whatever
+    the other slots hold. Across pool sizes and device counts they stay bit-identical only while
+    the pool's program is of one kind: on XLA:CPU, a 1-device mesh or a sharded one, with one
+    member per device or several; otherwise they agree to float rounding for the first few
+    updates only. See ``hyperjax.population``.)
     """
 
     def __init__(self, index: int, bucket: dict, agent, runner: Runner, slots: int, offset: int, seeds: int,

@@ -127,7 +127,6 @@ def tune(
     snapshot_every = _int("snapshot_every", snapshot_every, 1)
     snapshot_seconds = validate.number("tune", "snapshot_seconds", snapshot_seconds, low=0)
     keep_params = validate.boolean("tune", "keep_params", keep_params)
-    key = as_key(seed, "tune: seed")
     if max_trials is not None:
         max_trials = _int("max_trials", max_trials, 1)
     if max_seconds is not None:
@@ -179,6 +178,9 @@ def tune(
     per_bucket = allocate_slots(slots, weights)
     devs = None if devices is None else tuple(devices)
     n_devices = len(devs) if devs is not None else jax.device_count()
+
+    # last: making a key compiles (a small program), and every check above must fail first
+    key = as_key(seed, "tune: seed")
 
     config = {
         "agent": cfgmod.agent_to_dict(agent), "space": cfgmod.space_to_dict(space),
