@@ -127,7 +127,7 @@ def test_a_dead_process_stops_the_other_and_the_study_resumes(tmp_path, referenc
     procs = _launch(_env(HYPERJAX_HOST_DEVICES="1"), [sys.executable, "-m", "hyperjax", "resume", str(store), "--quiet"])
     outs = [p.communicate(timeout=400) for p in procs]
     for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
+        assert p.returncode == 0, "\n".join(f"--- process {i}:\n{e[-4000:]}" for i, (_, e) in enumerate(outs))
         assert "could not be read" not in err
     resumed = hj.load_study(str(store))
     assert _table(resumed) == reference["hypertrick"]["trials"]

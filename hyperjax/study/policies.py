@@ -34,7 +34,7 @@ from hyperjax.study.decisions import Action, Arrival, Decision
 def _cpu(x):
     # Scheduler rules are tiny: run them on the host CPU, not on an accelerator, so a decision
     # costs no device round-trip.
-    return jax.device_put(x, jax.devices("cpu")[0])
+    return jax.device_put(x, jax.local_devices(backend="cpu")[0])  # this process's (several processes)
 
 
 def _outcome(a: Arrival, kept: bool, num_phases: int, reason: str) -> Decision:

@@ -23,7 +23,7 @@ def member_like(agent, seeds: int, base_hp: dict[str, float]) -> Any:
     hp = agent.hparams(**base_hp)
     keys = jax.random.split(jax.random.key(0), seeds)
     shapes = jax.eval_shape(jax.vmap(lambda k: agent.init(k, hp)), keys)
-    dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=dev), shapes)
 
 
