@@ -231,6 +231,52 @@ class _Bracket:
         self.active, self.done = bool(d["active"]), bool(d["done"])
 
 
+def plan_brackets(spec, num_phases: int, nominal: int, budget: int, num_slots: int,
+                  max_trials: int | None) -> list[_Bracket]:
+    """The brackets of successive halving / Hyperband, scaled so the whole plan fits ``budget``
+    (``nominal``: env steps of one phase of one trial, all seeds). Needs no population, so
+    ``tune`` checks the plan before anything is built or compiled.
+
+    Raises:
+      ValueError: the budget would start more trials than a study could mean to run.
+    """
+    rungs = spec.brackets(num_phases)
+    sizes = spec.bracket_sizes(num_phases)
+    budget_phases = budget // nominal
+
+    def plan(scale):
+        return [_Bracket(r, max(1, int(round(n * scale))), spec.eta) for r, n in zip(rungs, sizes)]
+
+    lo, hi = 0.0, 1.0
+    while sum(b.cost() for b in plan(hi)) <= budget_phases and hi < 1e6:
+        hi *= 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if sum(b.cost() for b in plan(mid)) <= budget_phases:
+            lo = mid
+        else:
+            hi = mid
+    brackets = plan(lo)
+    # Too small a budget even for one trial per bracket: keep the brackets that fit.
+    while brackets and sum(b.cost() for b in brackets) > budget_phases:
+        brackets.pop(0)
+    planned = sum(b.sizes[0] for b in brackets)
+    if max_trials is None and planned > MAX_PLANNED_TRIALS_PER_SLOT * num_slots:
+        raise ValueError(
+            f"tune: {spec.name} plans its brackets from the budget, and budget={budget} would start "
+            f"{planned} trials; give a budget the study can spend (or max_trials) - with max_seconds, "
+            "a budget of about seconds x measured env steps/s"
+        )
+    if max_trials is not None:
+        kept, total = [], 0
+        for b in brackets:
+            if total + b.sizes[0] <= max_trials:
+                kept.append(b)
+                total += b.sizes[0]
+        brackets = kept
+    return brackets
+
+
 class BracketPolicy:
     """Synchronous successive halving / Hyperband. Each bracket's rung ``i`` runs its trials to
     ``rungs[i]`` phases; a trial reaching the rung is paused (its members kept on the device)
@@ -244,41 +290,8 @@ class BracketPolicy:
     def __init__(self, study, spec, max_trials: int | None, rng: np.random.Generator | None = None):
         self.eta = spec.eta
         self.name = spec.name
-        rungs = spec.brackets(study.num_phases)
-        sizes = spec.bracket_sizes(study.num_phases)
         nominal = max(pool.steps for pool in study.pools) * study.seeds
-        budget_phases = study.budget // nominal
-
-        def plan(scale):
-            return [_Bracket(r, max(1, int(round(n * scale))), self.eta) for r, n in zip(rungs, sizes)]
-
-        lo, hi = 0.0, 1.0
-        while sum(b.cost() for b in plan(hi)) <= budget_phases and hi < 1e6:
-            hi *= 2
-        for _ in range(60):
-            mid = (lo + hi) / 2
-            if sum(b.cost() for b in plan(mid)) <= budget_phases:
-                lo = mid
-            else:
-                hi = mid
-        brackets = plan(lo)
-        # Too small a budget even for one trial per bracket: keep the brackets that fit.
-        while brackets and sum(b.cost() for b in brackets) > budget_phases:
-            brackets.pop(0)
-        planned = sum(b.sizes[0] for b in brackets)
-        if max_trials is None and planned > MAX_PLANNED_TRIALS_PER_SLOT * study.num_slots:
-            raise ValueError(
-                f"tune: {spec.name} plans its brackets from the budget, and budget={study.budget} would start "
-                f"{planned} trials; give a budget the study can spend (or max_trials) - with max_seconds, "
-                "a budget of about seconds x measured env steps/s"
-            )
-        if max_trials is not None:
-            kept, total = [], 0
-            for b in brackets:
-                if total + b.sizes[0] <= max_trials:
-                    kept.append(b)
-                    total += b.sizes[0]
-            brackets = kept
+        brackets = plan_brackets(spec, study.num_phases, nominal, study.budget, study.num_slots, max_trials)
         self.brackets = brackets
         self.owner: dict[int, int] = {}  # trial id -> bracket index
         self.pool_of: dict[int, int] = {}  # trial id -> pool (bucket) index

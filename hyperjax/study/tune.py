@@ -22,7 +22,7 @@ from hyperjax.space import SearchSpace
 from hyperjax.store import StudyStore, check_directory, exists, load_meta
 from hyperjax.study.buckets import allocate_slots, bucket_agent, enumerate_buckets, structural_names
 from hyperjax.study.engine import Pool, Study, check_proposals
-from hyperjax.study.policies import POLICIES
+from hyperjax.study.policies import POLICIES, plan_brackets
 from hyperjax.study.records import StudyResult
 from hyperjax.study.reader import load_study
 
@@ -175,6 +175,9 @@ def tune(
             raise ValueError(
                 f"tune: budget={budget} is smaller than what PBT runs (slots * seeds * trial_steps = {cost})"
             )
+    if spec.kind == "brackets":  # the plan needs no population: checked before anything is built
+        nominal = max((phase_steps // a.steps_per_update) * a.steps_per_update for a in agents) * seeds
+        plan_brackets(spec, num_phases, nominal, budget, slots, max_trials)
     per_bucket = allocate_slots(slots, weights)
     devs = None if devices is None else tuple(devices)
     n_devices = len(devs) if devs is not None else jax.device_count()
