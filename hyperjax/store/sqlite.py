@@ -392,10 +392,14 @@ class StudyStore:
                               (_json("finished" if final else "running"),))
         t2 = time.perf_counter()
         if snap or final:  # checkpoints of pruned snapshots (at the end, every write has finished)
-            kept = {r[0] for r in self.conn.execute("SELECT tick FROM snapshots")}
-            self.checkpoints.remove([t for t in self.checkpoints.complete() if t not in kept])
+            self._remove_unkept_checkpoints()
         self.seconds["checkpoint"] += (t1 - t0) + (time.perf_counter() - t2)
         self.seconds["sqlite"] += t2 - t1
+
+    def _remove_unkept_checkpoints(self) -> None:
+        """Deletes the complete checkpoints no snapshot row refers to any more."""
+        kept = {r[0] for r in self.conn.execute("SELECT tick FROM snapshots")}
+        self.checkpoints.remove([t for t in self.checkpoints.complete() if t not in kept])
 
     def _prunable(self) -> list[int]:
         """Snapshot ticks older than the newest ``keep`` whose checkpoints are complete. Those
@@ -439,8 +443,7 @@ class StudyStore:
                 if self.conn is not None:  # every write has finished: prune to ``keep`` again
                     with self.conn:
                         self.conn.executemany("DELETE FROM snapshots WHERE tick = ?", [(t,) for t in self._prunable()])
-                    kept = {r[0] for r in self.conn.execute("SELECT tick FROM snapshots")}
-                    self.checkpoints.remove([t for t in self.checkpoints.complete() if t not in kept])
+                    self._remove_unkept_checkpoints()
             self._writer.shutdown()
             if self.conn is not None:
                 self.conn.close()
