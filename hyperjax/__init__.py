@@ -2,13 +2,17 @@
 
 Importing hyperjax exposes the host's CPU cores as JAX devices (unless JAX is already
 initialised, or ``XLA_FLAGS``/``HYPERJAX_HOST_DEVICES`` say otherwise) so that populations are
-sharded over them; import it before running any JAX operation. ``hj.report``/``hj.reports``
-(plotly) and ``hj.watch``/``hj.render`` are imported on first use.
+sharded over them; import it before running any JAX operation. It also turns on JAX's
+persistent compilation cache in ``~/.cache/hyperjax/jax`` unless JAX already has one
+(``$HYPERJAX_COMPILE_CACHE=0`` turns it off, a path moves it: ``hyperjax.compile_cache``).
+``hj.report``/``hj.reports`` (plotly) and ``hj.watch``/``hj.render`` are imported on first use.
 """
 
 from hyperjax._devices import configure_host_devices
+from hyperjax import compile_cache
 
 configure_host_devices()
+compile_cache.configure()
 
 from hyperjax.agents import A2C, PPO, A2CHParams, PPOHParams, make_agent  # noqa: E402
 from hyperjax.envs import available_envs, make_env  # noqa: E402
@@ -54,6 +58,7 @@ __all__ = [
     "TrainResult",
     "available_envs",
     "callbacks",
+    "compile_cache",
     "configure_host_devices",
     "distributed",
     "get_runner",

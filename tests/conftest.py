@@ -2,6 +2,10 @@ import os
 
 # Tests run on the host's default device layout; sharding tests start their own processes.
 os.environ.setdefault("HYPERJAX_HOST_DEVICES", "2")
+# No persistent compilation cache in tests (their subprocesses inherit this): a cache hit emits
+# no compile event, so the compile-count checks would pass whether or not the code under test
+# compiles; tests/test_compile_cache.py turns it on in a directory of its own.
+os.environ.setdefault("HYPERJAX_COMPILE_CACHE", "0")
 
 import pytest  # noqa: E402
 
