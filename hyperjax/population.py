@@ -216,9 +216,13 @@ class Runner:
 
 
 def get_runner(agent: ActorCriticAgent, devices: tuple | None = None) -> Runner:
-    """The cached :class:`Runner` for ``agent`` on ``devices`` (default: every device); compiled
-    programs are reused across calls, however the arguments are spelled."""
-    return _runner(agent, None if devices is None else tuple(devices))
+    """The cached :class:`Runner` for ``agent`` on ``devices`` (default: every device of every
+    process); compiled programs are reused across calls, however the arguments are spelled
+    (``None``, a list or a tuple of the same devices are one Runner)."""
+    devices = None if devices is None else tuple(devices)
+    if devices == tuple(jax.devices()):
+        devices = None  # the default, spelled out
+    return _runner(agent, devices)
 
 
 @functools.lru_cache(maxsize=64)

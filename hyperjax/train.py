@@ -107,7 +107,7 @@ def train(
       chunk_updates: updates per compiled call; the host calls ``progress_fn`` between chunks.
       progress_fn: ``progress_fn(env_steps, metrics)`` with ``metrics["train/episode_return"]``
         ``(K, S)`` and ``metrics["train/failed"]``.
-      devices: devices to shard over (default: all local devices).
+      devices: devices to shard over (default: every device of every process).
     """
     # Every argument is checked on the host before anything is traced or compiled.
     if not isinstance(agent, ActorCriticAgent):

@@ -38,8 +38,7 @@ TINY_PPO = hj.PPO(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=1
 def _untrained(agent, hparams: dict, num_seeds: int, seed: int, eval_episodes: int) -> np.ndarray:
     """Mean greedy return per seed ``(S,)`` of the members ``hj.train(..., seed=seed)`` starts
     from, on the evaluation episodes it ends with (same keys, same compiled programs)."""
-    # (agent, None): the cache key hj.train uses; hj.get_runner(agent) is another Runner today
-    runner = hj.get_runner(agent, None)
+    runner = hj.get_runner(agent)  # the Runner hj.train uses
     train_keys, eval_keys = member_keys(jax.random.key(seed), 1, num_seeds)
     hp = jax.tree.map(lambda x: np.repeat(np.atleast_1d(np.asarray(x, np.float32)), num_seeds),
                       agent.hparams(**hparams))

@@ -164,6 +164,14 @@ def test_sharded_over_2_or_4_devices_is_bit_identical(tmp_path):
     assert len(np.unique(two.eval_returns)) > 1
 
 
+def test_get_runner_is_one_runner_however_spelled():
+    """The default devices spelled as None, omitted, a list or a tuple are one cached Runner (so
+    hj.train, tune and a user's get_runner share compiled programs); a subset is another."""
+    one = hj.get_runner(AGENT)
+    assert one is hj.get_runner(AGENT, None) is hj.get_runner(AGENT, jax.devices()) is hj.get_runner(AGENT, tuple(jax.devices()))
+    assert hj.get_runner(AGENT, jax.devices()[:1]) is not one
+
+
 def test_unvectorised_agent_matches_population():
     """The population runner equals calling agent.update by hand on one member, unbatched."""
     hp = _hp(2)

@@ -109,7 +109,8 @@ def tune(
         the study trains; a kill redoes at most the training since the last snapshot, with the
         same results).
       keep_params: keep every completed trial's final parameters in the store.
-      devices: devices to shard each bucket's population over (default: all local devices).
+      devices: devices to shard each bucket's population over (default: every device of every
+        process: with one process, this machine's).
     """
     t0 = time.perf_counter()  # the study's clock includes building (and compiling) the pools
     # -- validate on the host, before anything is traced ----------------------------------------
