@@ -16,6 +16,12 @@ class Proposer(Protocol):
 
     def ask(self, k: int) -> np.ndarray: ...
 
+    def forget(self, u: np.ndarray) -> None:
+        """Un-registers configurations this proposer proposed that were never run (a study
+        dropped them), so that they may be proposed again."""
+        for row in np.atleast_2d(np.asarray(u, np.float64)):
+            self.seen.discard(config_key(self.space, row))
+
     def tell(self, u: np.ndarray, scores: np.ndarray, budgets: np.ndarray) -> None: ...
 
 
@@ -64,6 +70,12 @@ class DedupProposer:
         """Registers configurations from elsewhere (running trials, a transferred study)."""
         for row in np.atleast_2d(u):
             self.seen.add(config_key(self.space, row))
+
+    def forget(self, u: np.ndarray) -> None:
+        """Un-registers configurations this proposer proposed that were never run (a study
+        dropped them), so that they may be proposed again."""
+        for row in np.atleast_2d(np.asarray(u, np.float64)):
+            self.seen.discard(config_key(self.space, row))
 
     def tell(self, u: np.ndarray, scores: np.ndarray, budgets: np.ndarray) -> None:
         u = np.atleast_2d(np.asarray(u, np.float64))

@@ -9,7 +9,7 @@ import pytest
 import hyperjax as hj
 from hyperjax.space import Choice, Float, Int, SearchSpace
 from hyperjax.surrogate import BNN, BNNConfig, BNNProposer, features, sobol_indices
-from hyperjax.surrogate.proposer import Warp
+from hyperjax.surrogate.proposer import Warp, spread_batch
 
 # Compiling an SVI program (10-20 s on a CPU core) is what these tests cost, not running one
 # (1500 steps on 64 rows: under a second). Programs are cached per (settings less the step
@@ -139,15 +139,40 @@ def test_batches_are_distinct_valid_and_new(acquisition):
     for _ in range(3):
         u = prop.ask(8)
         prop.tell(u, _objective(u), np.full(8, 1e5))
+    assert prop.counts == {"surrogate": 8, "fallback": 16}  # 12 scores needed: the third ask had 16
     u = prop.ask(16)
     assert prop.posterior is not None  # the surrogate, not the Sobol fallback, proposed these
+    assert prop.counts == {"surrogate": 24, "fallback": 16}
     assert u.shape == (16, SPACE.ndim) and np.all((u >= 0) & (u <= 1))
+    rms = np.sqrt(((u[:, None] - u[None]) ** 2).mean(-1))[np.triu_indices(16, 1)]
+    assert rms.min() >= prop.min_distance  # the batch is spread out
     keys = {tuple(sorted(c.items(), key=str)) for c in SPACE.configs(u)}
     assert len(keys) == 16
     told = {tuple(sorted(c.items(), key=str)) for c in SPACE.configs(np.asarray(prop.history_u))}
     assert not keys & told
     for cfg in SPACE.configs(u):
         assert cfg["c"] in ("x", "y", "z") and cfg["e"] in (0.9, 0.99, 0.999) and 1 <= cfg["d"] <= 8
+
+
+def test_spread_batch_keeps_picks_apart():
+    """A batch rated by one sharp optimum: without a minimum distance every pick crowds into
+    the optimum's ball (the collapse seen in Thompson batches); with one, one pick lands there
+    and the others keep their distance; an impossible distance is halved until the batch fills."""
+    rng = np.random.default_rng(0)
+    centre = np.full(4, 0.5)
+    pool = np.concatenate([centre + rng.uniform(-0.005, 0.005, (100, 4)), rng.uniform(0, 1, (200, 4))])
+    score = -np.abs(pool - centre).sum(1)
+
+    def rms(picks):
+        u = pool[picks]
+        return np.sqrt(((u[:, None] - u[None]) ** 2).mean(-1))[np.triu_indices(len(u), 1)]
+
+    crowded = spread_batch(lambda j, picks: score, pool, 8, 0.0)
+    assert all(i < 100 for i in crowded) and len(set(crowded)) == 8
+    spread = spread_batch(lambda j, picks: score, pool, 8, 0.1)
+    assert sum(i < 100 for i in spread) == 1 and spread[0] == crowded[0] and rms(spread).min() >= 0.1
+    full = spread_batch(lambda j, picks: score, pool, 300, 1.0)
+    assert sorted(full) == list(range(300))
 
 
 def test_robust_to_what_studies_produce():
@@ -231,10 +256,25 @@ def test_bnn_proposer_drives_a_study():
     # FAST's program (net, ensemble, draws) with fewer steps: shared with the other 3-feature fits
     prop = BNNProposer(space, seed=0, config=dataclasses.replace(FAST, svi_steps=300, svi_warm_steps=100),
                        min_observations=6)
+    asked_after = {}  # cube point -> scores told before it was asked for
+    ask = prop.ask
+
+    def recording_ask(k):
+        u = ask(k)
+        for row in u:
+            asked_after[row.tobytes()] = len(prop.history_score)
+        return u
+
+    prop.ask = recording_ask
+    told_by_tick = {0: 0}  # tick -> scores told by its end
     res = hj.tune(agent, space, budget=6 * 3 * 256 * 4, phase_steps=256, trial_steps=3 * 256, slots=6,
-                  scheduler="asha", proposer=prop, eval_episodes=2, seed=0)
+                  scheduler="asha", proposer=prop, eval_episodes=2, seed=0,
+                  callbacks=[lambda study, changes: told_by_tick.setdefault(study.tick, len(prop.history_score))])
     assert len(res.trials) > 6 and prop.posterior is not None and prop.fit_seconds
-    assert res.best is not None
+    assert res.best is not None and res.proposer is prop and prop.counts["surrogate"] > 0
+    # every refill was asked for after every score of the ticks before it was told
+    for t in res.trials:
+        assert asked_after[t.u.tobytes()] == told_by_tick[t.segments[0][3]], t.id
 
 
 def test_low_fidelity_scores_inform_the_target():

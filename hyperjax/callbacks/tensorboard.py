@@ -25,7 +25,6 @@ so no step appears twice or out of order.
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import time
 from typing import Any
@@ -136,7 +135,7 @@ class TensorBoard:
         if self.log_hparams:
             for tid in sorted(changes["completed"]):
                 t = study.trials[tid]
-                if t.status == "completed" and math.isfinite(t.final_score):
+                if t.scored:
                     completed.append((tid, t.curve_steps[-1] if t.curve_steps else 0, trial_hparams(t, study.space.names),
                                       float(t.final_score), float(t.last_score)))
         self._worker.put("tick", (

@@ -150,6 +150,8 @@ def trial_state(optuna, trial: Trial) -> tuple[Any, float | None, str]:
     if status == "failed":
         return S.FAIL, None, trial.end_reason or "failed"
     if status == "stopped":
+        if trial.scored:  # evaluated when the study's end stopped it (user attr "status": "stopped")
+            return S.COMPLETE, float(trial.final_score), ""
         return S.FAIL, None, "stopped: the study ended (budget or time) while it was unfinished"
     if status in ("running", "paused"):
         return S.RUNNING, None, ""

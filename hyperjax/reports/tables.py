@@ -29,8 +29,9 @@ def tuned_config(data: StudyData, trial: Trial) -> dict[str, Any]:
 
 
 def trial_score(t: Trial) -> float:
-    """The final evaluation of a completed trial, else its last finite curve score (NaN if none)."""
-    if t.status == "completed" and math.isfinite(t.final_score):
+    """The final evaluation of an evaluated trial (``Trial.scored``), else its last finite curve
+    score (NaN if none)."""
+    if t.scored:
         return float(t.final_score)
     finite = [c for c in t.curve if math.isfinite(c)]
     return float(finite[-1]) if finite else math.nan
@@ -59,7 +60,8 @@ def history(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     Raises :class:`NotApplicable` before the first trial completes.
 
     Returns:
-      points: one row per completed trial with a finite final score: ``trial``, ``seconds``
+      points: one row per evaluated trial (``Trial.scored``: completed, or stopped by the
+        study's end): ``trial``, ``seconds``
         (when it completed), ``env_steps`` (study env steps by then), ``score``, ``config``.
       best: the best-so-far step function: a row each time the best improved, plus one at the
         study's end (``trial`` -1) holding the last value; ``seconds``, ``env_steps``, ``score``,
@@ -67,7 +69,7 @@ def history(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     rows = []
     for t in data.result.trials:
-        if t.status == "completed" and math.isfinite(t.final_score) and t.curve_times:
+        if t.scored and t.curve_times:
             done = t.end_time if math.isfinite(t.end_time) else t.curve_times[-1]
             rows.append({"trial": t.id, "seconds": done, "env_steps": study_steps_at(data, t.curve_times[-1]),
                          "score": float(t.final_score), "config": config_text(tuned_config(data, t))})
@@ -284,10 +286,10 @@ def summary_rows(data: StudyData) -> list[tuple[str, str]]:
 
 
 def top_trials(data: StudyData, n: int = 10) -> pd.DataFrame:
-    """The ``n`` best completed trials by final score: ``trial``, ``final score``, the tuned
+    """The ``n`` best evaluated trials (``Trial.scored``) by final score: ``trial``, ``final score``, the tuned
     hyperparameters, ``env steps``."""
     res = data.result
-    done = sorted((t for t in res.trials if t.status == "completed" and math.isfinite(t.final_score)),
+    done = sorted((t for t in res.trials if t.scored),
                   key=lambda t: -t.final_score)[:n]
     rows = [{"trial": t.id, "final score": round(t.final_score, 4), **{k: (f"{v:.4g}" if isinstance(v, float) else v)
             for k, v in tuned_config(data, t).items()}, "env steps": t.env_steps} for t in done]

@@ -270,7 +270,11 @@ class Study:
 
     def next_config(self, bucket: int):
         """The next proposed ``(u, config)`` of ``bucket``, asking the proposer for more when
-        none is waiting (others' proposals keep their places); ``None`` when none can be had."""
+        none is waiting (others' proposals keep their places); ``None`` when none can be had.
+
+        A proposer that learns from what it is told (``proposer.learns``, e.g. the BNN) is asked
+        for the slots free now, so that every refill comes from a posterior that has seen every
+        score up to this tick; others are asked for batches of ``max(8, slots)``."""
         rounds = 0
         while not self.exhausted and rounds < 64:
             for i, (u, cfg) in enumerate(self.proposed):
@@ -278,8 +282,21 @@ class Study:
                     del self.proposed[i]
                     return u, cfg
             rounds += 1
-            self.propose(max(8, self.num_slots))
+            if getattr(self.proposer, "learns", False):
+                self.propose(max(1, sum(int(np.sum(p.trial < 0)) for p in self.pools)))
+            else:
+                self.propose(max(8, self.num_slots))
         return None
+
+    def discard_stale_proposals(self) -> None:
+        """Drops the proposals a learning proposer made before this tick's scores (they are
+        given back to it with ``forget(u)``, if it has one, so it may propose them again)."""
+        if not self.proposed or not getattr(self.proposer, "learns", False):
+            return
+        stale = np.asarray([u for u, _ in self.proposed], np.float64)
+        self.proposed.clear()
+        if hasattr(self.proposer, "forget"):
+            self.proposer.forget(stale)
 
     def take_proposals(self, k: int) -> list[tuple[np.ndarray, dict]]:
         """The next ``k`` proposals of any bucket, in order (fewer if the space runs out)."""
@@ -388,7 +405,12 @@ class Study:
             self._exploit(self.pools[pi], items)
         return eval_s
 
-    def _complete(self, completing: dict[int, list[tuple[int, Trial]]]) -> float:
+    def _complete(self, completing: dict[int, list[tuple[int, Trial]]], status: str = "completed",
+                  reason: str = "") -> float:
+        """Evaluates the members of ``completing`` (pool index -> [(slot, trial)]), records their
+        final scores, keeps the best and releases the slots with ``status``; returns the seconds
+        spent evaluating. A non-finite evaluation fails a completing trial; a trial stopped by
+        the study's end keeps ``status`` with a NaN score (it never becomes the best)."""
         eval_s = 0.0
         for pi, items in completing.items():
             p = self.pools[pi]
@@ -401,7 +423,10 @@ class Study:
             for slot, t in items:
                 vals = per_member[p.members_of(slot)]
                 if not np.all(np.isfinite(vals)):
-                    self._release(p, slot, "failed", "non-finite evaluation")
+                    if status == "completed":
+                        self._release(p, slot, "failed", "non-finite evaluation")
+                    else:
+                        self._release(p, slot, status, reason)
                     continue
                 t.final_scores = [float(v) for v in vals]
                 t.final_score = float(vals.mean())
@@ -411,7 +436,7 @@ class Study:
                     self.best = t
                     self.best_state = members
                     self.found_best_at = self.now()
-                self._release(p, slot, "completed")
+                self._release(p, slot, status, reason)
         return eval_s
 
     def _exploit(self, pool: Pool, items: list[Decision]) -> None:
@@ -450,7 +475,9 @@ class Study:
             while True:
                 t_tick = time.perf_counter()
                 self.section = "tuner"
-                # FILL
+                # FILL (from a learning proposer, with what it was told up to the last tick)
+                if self.tick > 0 and self.primary:
+                    self.discard_stale_proposals()
                 self.apply(self._decided(policy.fill))
                 for p in self.pools:
                     if p.flush():
@@ -565,9 +592,12 @@ class Study:
         return arrivals
 
     def _stop_remaining(self) -> None:
-        for p in self.pools:
-            for slot in p.occupied():
-                self._release(p, slot, "stopped", "study ended")
+        """Ends what still runs when the study ends (time or budget): running trials are
+        evaluated like completed ones and become ``"stopped"`` with that final score, so a
+        study always has an answer (the best may be a stopped trial: the best of everything
+        evaluated); queued and paused trials are stopped unevaluated."""
+        running = {p.index: [(int(s), self.trials[p.trial[s]]) for s in p.occupied()] for p in self.pools}
+        self.timing["evaluate"] += self._complete({i: v for i, v in running.items() if v}, "stopped", "study ended")
         for t in self.trials:
             if t.status in ("queued", "paused"):
                 t.status, t.end_reason = "stopped", "study ended"

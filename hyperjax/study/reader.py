@@ -101,9 +101,9 @@ def load_trial_params(directory: str, trial_id: int) -> tuple[Any, Any]:
     """Trial ``trial_id``'s agent (its structural bucket's settings) and final members.
 
     Returns ``(agent, members)``: ``members`` is a ``MemberState`` whose leaves have a leading
-    axis ``(seeds, ...)``, one member per seed, as numpy arrays. Only completed trials have
-    saved members (every completed one with ``keep_params=True``, the default; else only the
-    best).
+    axis ``(seeds, ...)``, one member per seed, as numpy arrays. Only evaluated trials
+    (completed, or stopped while running by the study's end) have saved members (every one with
+    ``keep_params=True``, the default; else only the best).
 
     Raises:
       ValueError: ``directory`` holds no study, ``trial_id`` is not one of its trials, or the
@@ -127,7 +127,7 @@ def load_trial_params(directory: str, trial_id: int) -> tuple[Any, Any]:
     if members is None:
         why = t.status + (f": {t.end_reason}" if t.end_reason else "")
         raise ValueError(
-            f"{where}: trial {trial_id} has no saved parameters (status {why}; only completed trials' "
+            f"{where}: trial {trial_id} has no saved parameters (status {why}; only evaluated trials' "
             f"final members are kept, all of them with keep_params=True); trials with saved parameters: "
             f"{', '.join(map(str, saved)) or 'none yet'}")
     return bucket_agent(agent, buckets[t.bucket]), members

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 # Statuses a trial goes through: queued -> running [-> paused -> running ...] -> one of the
-# final ones. "stopped" means the study ended (time or budget) while it was running.
+# final ones. "stopped" means the study ended (time or budget) while it was running, queued or
+# paused; a trial stopped while running was evaluated like a completed one.
 FINAL = ("completed", "evicted", "failed", "stopped")
 
 
@@ -25,7 +26,8 @@ class Trial:
     ``curve[i]`` is the trial's score (mean over seeds of the training-episode return in the
     second half of the phase) at the ``i``-th phase boundary it reached, ``curve_steps[i]`` the
     env steps per member at that boundary. ``final_score`` is the mean greedy evaluation return
-    over held-apart episodes, set only for completed trials.
+    over held-apart episodes, set for completed trials and for trials the study's end stopped
+    while they ran (NaN for the others).
     """
 
     id: int
@@ -61,6 +63,12 @@ class Trial:
     @property
     def end_time(self) -> float:
         return self.segments[-1][2] if self.segments else math.nan
+
+    @property
+    def scored(self) -> bool:
+        """Completed, or stopped while running, with a finite final evaluation: a candidate for
+        the best."""
+        return self.status in ("completed", "stopped") and math.isfinite(self.final_score)
 
     @property
     def last_score(self) -> float:
@@ -115,8 +123,9 @@ class StudyResult:
 
     Attributes:
       trials: every trial, in the order they were created.
-      best: the completed trial with the highest final evaluation (never a failed one), or
-        ``None`` if no trial completed.
+      best: the trial with the highest final evaluation among the completed ones and those
+        the study's end stopped while they ran (evaluated then; ``best.status`` says which),
+        never a failed one; ``None`` if no trial was evaluated.
       best_state: the best trial's member states (leading axis = its seeds): ``.params`` are the
         trained Flax parameters.
       best_agent: the agent (static settings of the best trial's bucket).
@@ -227,7 +236,7 @@ class StudyResult:
     def best_so_far(self):
         """``(seconds, best final score)`` each time the best improved: when was the best found."""
         done = sorted(
-            (t.end_time, t.final_score) for t in self.trials if t.status == "completed" and math.isfinite(t.final_score)
+            (t.end_time, t.final_score) for t in self.trials if t.scored
         )
         out, best = [], -math.inf
         for when, score in done:
@@ -248,6 +257,7 @@ class StudyResult:
             **counts,
             "best_score": self.best_score,
             "best_config": self.best_config,
+            "best_status": None if self.best is None else self.best.status,
             "seconds": round(self.seconds, 2),
             "found_best_at": round(self.found_best_at, 2),
             "env_steps": int(self.env_steps),
