@@ -81,9 +81,13 @@ def run_method(env: str, method: str, seconds: float, slots: int, seed: int, pbt
         "compile_seconds": round(res.timing["compile"], 1),
         "slot_utilization": summary["slot_utilization"],
         "steps_per_second_training": round(res.env_steps / max(res.timing["train"], 1e-9)),
-        # the tuner's time includes every proposer call; the BNN's fits are part of it
+        # the BNN fits on a worker beside training; the tuner's time includes what its asks
+        # waited for a fit (surrogate_wait_seconds), and every other proposer call
         **({"surrogate_fit_seconds": round(sum(kw["proposer"].fit_seconds), 2),
-            "surrogate_fits": len(kw["proposer"].fit_seconds)} if hasattr(kw.get("proposer"), "fit_seconds") else {}),
+            "surrogate_fits": len(kw["proposer"].fit_seconds),
+            "surrogate_wait_seconds": round(sum(getattr(kw["proposer"], "wait_seconds", [])), 2),
+            "proposals": dict(getattr(kw["proposer"], "counts", {}))}
+           if hasattr(kw.get("proposer"), "fit_seconds") else {}),
         "best_config": summary["best_config"] and {n: round(summary["best_config"][n], 6) for n in SPACE.names},
     }
     return out

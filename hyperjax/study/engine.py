@@ -589,6 +589,8 @@ class Study:
                 if not bad and np.isfinite(score) and score != NO_EPISODE and self.primary:
                     for obs in (self.proposer, *self.observers):
                         obs.tell(t.u[None], np.asarray([score]), np.asarray([t.curve_steps[-1]]))
+        if self.primary and hasattr(self.proposer, "refit_async"):
+            self.proposer.refit_async()  # fits beside the next tick's training (the BNN)
         return arrivals
 
     def _stop_remaining(self) -> None:

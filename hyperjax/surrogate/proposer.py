@@ -28,11 +28,13 @@ proposer falls back to scrambled Sobol points.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
+import threading
 import time
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -157,6 +159,16 @@ def spread_batch(score_of, pool: np.ndarray, k: int, min_distance: float) -> lis
     return picks
 
 
+class _Fit(NamedTuple):
+    """A fitted posterior and what it was fitted with: the score warp, the finite observations
+    it saw, the lowest budget among them (the fidelity feature's origin)."""
+
+    posterior: Posterior
+    warp: Warp
+    n: int
+    lo: float
+
+
 class BNNProposer(DedupProposer):
     """Ask/tell over a :class:`~hyperjax.surrogate.bnn.BNN` surrogate.
 
@@ -210,7 +222,16 @@ class BNNProposer(DedupProposer):
         self._rng = np.random.default_rng(seed)
         self.posterior: Posterior | None = None
         self._fitted_on = -1
-        self.fit_seconds: list[float] = []
+        self._lo: float | None = None  # the newest posterior's lowest budget
+        self.fit_seconds: list[float] = []  # each fit, from its start until its draws exist
+        self.wait_seconds: list[float] = []  # what each ask in a study waited for its posterior
+        # fits started by refit_async (in a study, one per tick), run in order on one worker
+        self._seq = 0  # fits started
+        self._jobs: list[tuple[int, int, Any, concurrent.futures.Future]] = []  # (seq, told, key, future)
+        self._done: dict[int, _Fit | None] = {}  # finished fits an ask may still use, by seq
+        self._chain: tuple[int, dict] | None = None  # (seq, BNN state before it) of the running fit
+        self._lock = threading.Lock()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._precompile = precompile
         self.warp_scores = warp
         self.warp = Warp()  # refit with every posterior
@@ -221,12 +242,26 @@ class BNNProposer(DedupProposer):
     # -- saving and loading ------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """History, PRNG key, Sobol position, generator, the fitted posterior, its warp and the
-        BNN's warm-start state: a proposer loaded from it proposes exactly what this one would."""
-        return {**super().state_dict(), "key": key_state(self._key), "sobol": int(self._sobol.num_generated),
-                "seed": self._seed, "rng": generator_state(self._rng),
-                "posterior": None if self.posterior is None else self.posterior.state_dict(),
-                "fitted_on": self._fitted_on, "fit_seconds": list(self.fit_seconds),
-                "warp": dataclasses.asdict(self.warp), "bnn": self.bnn.state_dict(), "counts": dict(self.counts)}
+        BNN's warm-start state, and the fits started by :meth:`refit_async` (finished ones an ask
+        may still use; unfinished ones as what restarts them: the scores they see, their key,
+        and the warm-start state before the first of them): a proposer loaded from it proposes
+        exactly what this one would, whenever its fits finish. Does not wait for them."""
+        with self._lock:  # a fit finishing now would change the warm-start state mid-way
+            unfinished = [(seq, told, key) for seq, told, key, fut in self._jobs if seq not in self._done]
+            if unfinished and self._chain is not None and self._chain[0] == unfinished[0][0]:
+                bnn = self._chain[1]  # the first unfinished fit is running: the state before it
+            else:
+                bnn = self.bnn.state_dict()
+            done = {str(seq): None if f is None else {"posterior": f.posterior.state_dict(), "warp": dataclasses.asdict(f.warp),
+                                                      "n": f.n, "lo": f.lo}
+                    for seq, f in self._done.items()}
+            return {**super().state_dict(), "key": key_state(self._key), "sobol": int(self._sobol.num_generated),
+                    "seed": self._seed, "rng": generator_state(self._rng),
+                    "posterior": None if self.posterior is None else self.posterior.state_dict(),
+                    "fitted_on": self._fitted_on, "lo": self._lo, "fit_seconds": list(self.fit_seconds),
+                    "wait_seconds": list(self.wait_seconds), "warp": dataclasses.asdict(self.warp), "bnn": bnn,
+                    "counts": dict(self.counts), "seq": self._seq, "done": done,
+                    "unfinished": [[seq, told, key_state(key)] for seq, told, key in unfinished]}
 
     def load_state_dict(self, d: dict) -> None:
         from scipy.stats import qmc
@@ -241,9 +276,19 @@ class BNNProposer(DedupProposer):
         self.posterior = None if d["posterior"] is None else Posterior.from_state(d["posterior"])
         self._fitted_on = int(d["fitted_on"])
         self.fit_seconds = [float(x) for x in d["fit_seconds"]]
+        self.wait_seconds = [float(x) for x in d.get("wait_seconds", [])]
         self.warp = Warp(**{k: float(v) for k, v in d["warp"].items()})
+        self._lo = None if d.get("lo") is None else float(d["lo"])
         self.bnn.load_state_dict(d["bnn"])
         self.counts = {k: int(v) for k, v in d.get("counts", {"surrogate": 0, "fallback": 0}).items()}
+        self._seq = int(d.get("seq", 0))
+        self._jobs, self._chain = [], None
+        self._done = {int(seq): None if f is None else _Fit(Posterior.from_state(f["posterior"]),
+                                                            Warp(**{k: float(v) for k, v in f["warp"].items()}),
+                                                            int(f["n"]), float(f["lo"]))
+                      for seq, f in d.get("done", {}).items()}
+        for seq, told, key in d.get("unfinished", []):  # restarted in order, from the saved state
+            self._start(int(seq), int(told), load_key(key))
         if self._precompile and len(self.history_score):
             self.bnn.prepare(max(len(self.history_score), self.min_observations), self._num_features)
 
@@ -259,10 +304,13 @@ class BNNProposer(DedupProposer):
             self.bnn.prepare(max(len(self.history_score), self.min_observations), self._num_features)
 
     # -- data ----------------------------------------------------------------------------------
-    def _data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        u = np.asarray(self.history_u, np.float64).reshape(-1, self.space.ndim)
-        y = np.asarray(self.history_score, np.float64)
-        b = np.asarray(self.history_budget, np.float64)
+    def _data(self, told: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The finite observations among the first ``told`` (default: all) told."""
+        told = len(self.history_score) if told is None else told
+        # slices first: a fit's worker reads while the study's thread may be telling more
+        u = np.asarray(self.history_u[:told], np.float64).reshape(-1, self.space.ndim)
+        y = np.asarray(self.history_score[:told], np.float64)
+        b = np.asarray(self.history_budget[:told], np.float64)
         ok = np.isfinite(y) & np.isfinite(b) & (b > 0)
         return u[ok], y[ok], b[ok]
 
@@ -277,31 +325,99 @@ class BNNProposer(DedupProposer):
         _, _, b = self._data()
         return self.target_budget or (float(b.max()) if len(b) else 1.0)
 
-    def inputs(self, u: np.ndarray, budgets: np.ndarray | float) -> np.ndarray:
-        """Network inputs for cube points ``u (n, d)`` at ``budgets`` (scalar or ``(n,)``)."""
-        _, _, b = self._data()
-        target = self.target
-        lo = float(min(b.min(), target)) if len(b) else target
-        z = self._fidelity(np.broadcast_to(np.asarray(budgets, np.float64), (len(u),)), lo, target)
+    def _lowest(self, b: np.ndarray) -> float:
+        return float(min(b.min(), self.target)) if len(b) else self.target
+
+    def inputs(self, u: np.ndarray, budgets: np.ndarray | float, lo: float | None = None) -> np.ndarray:
+        """Network inputs for cube points ``u (n, d)`` at ``budgets`` (scalar or ``(n,)``);
+        fidelities are measured from ``lo`` (default: the newest posterior's lowest budget,
+        else the lowest told)."""
+        if lo is None:
+            lo = self._lo if self._lo is not None else self._lowest(self._data()[2])
+        z = self._fidelity(np.broadcast_to(np.asarray(budgets, np.float64), (len(u),)), lo, self.target)
         return np.concatenate([features(self.space, u), z[:, None]], axis=1)
 
+    def _fit_on(self, key, told: int) -> _Fit | None:
+        """Fits the posterior to the first ``told`` observations (None if too few); the BNN
+        warm-starts from its last fit. Timed until the draws exist (asynchronous dispatch)."""
+        u, y, b = self._data(told)
+        if len(y) < self.min_observations:
+            return None
+        t0 = time.perf_counter()
+        warp = Warp.fit(y) if self.warp_scores else Warp()
+        lo = self._lowest(b)
+        post = self.bnn.fit(key, self.inputs(u, b, lo), warp(y))
+        jax.block_until_ready(post.draws)
+        self.fit_seconds.append(time.perf_counter() - t0)
+        return _Fit(post, warp, len(y), lo)
+
+    def _newest(self, f: _Fit) -> None:
+        self.posterior, self.warp, self._fitted_on, self._lo = f.posterior, f.warp, f.n, f.lo
+
     def fit(self) -> Posterior | None:
-        """Fits the posterior to everything told so far (skipped if nothing new)."""
+        """Fits the posterior to everything told so far (skipped if nothing new), after the fits
+        :meth:`refit_async` started have finished."""
+        self._finish_jobs()
         u, y, b = self._data()
         if len(y) < self.min_observations:
             return None
         if self._fitted_on == len(y) and self.posterior is not None:
             return self.posterior
-        t0 = time.perf_counter()
         self._key, k = jax.random.split(self._key)
-        self.warp = Warp.fit(y) if self.warp_scores else Warp()
-        self.posterior = self.bnn.fit(k, self.inputs(u, b), self.warp(y))
-        # the draws come back before the device has computed them (asynchronous dispatch):
-        # the fit's time is until they exist
-        jax.block_until_ready(self.posterior.draws)
-        self.fit_seconds.append(time.perf_counter() - t0)
-        self._fitted_on = len(y)
+        self._newest(self._fit_on(k, len(self.history_score)))
         return self.posterior
+
+    # -- fits beside training --------------------------------------------------------------------
+    def refit_async(self) -> None:
+        """Starts fitting the posterior to everything told so far, on a worker thread (fits run
+        one at a time, in order, each warm-started from the one before). A study calls this once
+        per tick, after the tick's scores are told, and its asks use the fit started one call
+        before the newest one: that fit has had a whole tick of training to run beside, and the
+        ask waits for it if it is not done (``wait_seconds``). So a refill comes from a posterior
+        that has seen every score up to the tick before the last, and the proposals are the same
+        however long the fits take."""
+        self._key, k = jax.random.split(self._key)
+        self._start(self._seq, len(self.history_score), k)
+        self._seq += 1
+
+    def _start(self, seq: int, told: int, key) -> None:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hyperjax-bnn-fit")
+        self._jobs.append((seq, told, key, self._executor.submit(self._job, seq, told, key)))
+
+    def _job(self, seq: int, told: int, key) -> None:
+        with self._lock:
+            self._chain = (seq, self.bnn.state_dict())
+        f = self._fit_on(key, told)
+        with self._lock:
+            self._done[seq] = f
+            if f is not None:
+                self._newest(f)
+            self._chain = None
+
+    def _finish_jobs(self, upto: int | None = None) -> None:
+        """Waits for the started fits (those up to ``upto``); re-raises a fit's error."""
+        for seq, _, _, fut in list(self._jobs):
+            if upto is None or seq <= upto:
+                fut.result()
+        self._jobs = [j for j in self._jobs if not j[3].done()]
+
+    def _posterior_for_ask(self) -> _Fit | None:
+        """The posterior an ask uses: in a study (fits started by refit_async), the fit started
+        before the newest one, waited for; else everything told, fitted now."""
+        if self._seq == 0:
+            post = self.fit()
+            return None if post is None else _Fit(post, self.warp, self._fitted_on, self._lo)
+        use = self._seq - 2
+        if use < 0:
+            return None
+        t0 = time.perf_counter()
+        self._finish_jobs(upto=use)
+        self.wait_seconds.append(time.perf_counter() - t0)
+        with self._lock:
+            for seq in [s for s in self._done if s < use]:
+                del self._done[seq]
+            return self._done.get(use)
 
     def predict(self, u: np.ndarray, budget: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Posterior ``(mean (n,), epistemic std (n,), noise scale (n,))`` at ``budget``
@@ -315,8 +431,11 @@ class BNNProposer(DedupProposer):
         post = self.fit()
         if post is None:
             raise ValueError(f"bnn proposer: {self.min_observations} finite observations needed before predicting")
-        means, scales = post.predict(self.inputs(u, budget or self.target))
-        return self.warp.inverse(means), scales * self.warp.slope(means)
+        return self._draws(_Fit(post, self.warp, self._fitted_on, self._lo), u, budget)
+
+    def _draws(self, f: _Fit, u: np.ndarray, budget: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        means, scales = f.posterior.predict(self.inputs(u, budget or self.target, f.lo))
+        return f.warp.inverse(means), scales * f.warp.slope(means)
 
     def recommend(self, budget: float | None = None) -> np.ndarray:
         """The told configuration with the highest posterior mean at ``budget`` (default: the
@@ -340,14 +459,14 @@ class BNNProposer(DedupProposer):
     def ask(self, k: int) -> np.ndarray:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise ValueError(f"ask: k={k!r} must be an integer >= 0")
-        post = self.fit() if k else None
+        post = self._posterior_for_ask() if k else None
         if post is None:
             self.counts["fallback"] += k
             return super().ask(k)
         u_obs, _, _ = self._data()
         target = self.target
         uniq = np.unique(u_obs, axis=0)
-        obs_means, _ = self.draws(uniq, target)
+        obs_means, _ = self._draws(post, uniq, target)
         obs_mean = obs_means.mean(0)
         pool = self._pool(uniq, obs_mean)
         keys = [config_key(self.space, row) for row in pool]
@@ -358,7 +477,7 @@ class BNNProposer(DedupProposer):
                 fresh.append(i)
         pool = pool[fresh]
         keys = [keys[i] for i in fresh]
-        means, _ = self.draws(pool, target)  # (S, C)
+        means, _ = self._draws(post, pool, target)  # (S, C)
         means = np.where(np.isfinite(means), means, -np.inf)
         incumbent = float(obs_mean.max())
         if self.acquisition == "thompson":
