@@ -175,6 +175,42 @@ def test_spread_batch_keeps_picks_apart():
     assert sorted(full) == list(range(300))
 
 
+def test_fits_beside_training_give_the_same_proposals_whatever_their_timing():
+    """In a study the fits run on a worker (``refit_async`` once per tick) and an ask uses the
+    fit started one tick before the newest: the proposals do not depend on when fits finish (a
+    fit slowed by 0.5 s proposes the same), and a proposer saved while its fits run resumes to
+    the same proposals (the unfinished fits restart from the saved warm-start state)."""
+    import time
+
+    def slowed(prop):
+        fit_on = prop._fit_on
+        prop._fit_on = lambda key, told: (time.sleep(0.5), fit_on(key, told))[1]
+        return prop
+
+    def run(slow: bool, save_at: int | None = None):
+        new = lambda: BNNProposer(SPACE, seed=0, config=FAST, precompile=False, min_observations=8)  # noqa: E731
+        prop = slowed(new()) if slow else new()
+        out = []
+        for tick in range(5):
+            u = prop.ask(4)
+            out.append(u)
+            prop.tell(u, _objective(u), np.full(4, 1e5))
+            prop.refit_async()
+            if tick == save_at:
+                state = prop.state_dict()  # the fit just started is still running
+                assert state["unfinished"]
+                prop = slowed(new()) if slow else new()
+                prop.load_state_dict(state)
+        return np.concatenate(out), prop
+
+    fast, prop = run(False)
+    assert prop.counts == {"surrogate": 8, "fallback": 12}  # ticks 3 and 4 used the fits of ticks 1 and 2
+    slow, _ = run(True)
+    resumed, _ = run(True, save_at=2)
+    np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_array_equal(fast, resumed)
+
+
 def test_robust_to_what_studies_produce():
     prop = BNNProposer(SPACE, seed=1, config=FAST, precompile=False)
     assert prop.ask(4).shape == (4, 5)  # nothing told: Sobol fallback
