@@ -2,8 +2,8 @@
 
 XLA's CPU backend presents one device by default, and one device runs one computation at a
 time. Splitting the population over ``k`` host devices lets ``k`` cores train disjoint members
-concurrently (measured on a 2-core machine: 1.6-1.9x for a 16-64 member PPO population; see
-benchmarks/README.md). This must happen before JAX initialises its backends, so it runs when
+concurrently (measured on a 2-core machine: 1.5x for a 64-member PPO population, one device
+vs two in the same session; see benchmarks/README.md). This must happen before JAX initialises its backends, so it runs when
 ``hyperjax`` is imported.
 """
 

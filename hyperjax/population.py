@@ -7,7 +7,8 @@ so members never communicate and a device never waits for another. ``M`` that do
 the device count is padded with copies of the last member and the padding is dropped on return.
 
 What is bit-identical (measured on XLA:CPU with jax 0.10 over 300 updates: every leaf of every
-member's state, every curve point, every evaluation; ``tests/test_population.py`` checks it for
+member's state, every curve point, every evaluation; ``tests/test_population.py`` checks
+positions in each kind that has more than one member, and population sizes and device counts in
 the kind a study on a multi-core host runs, a sharded mesh with several members per device): a
 member's numbers depend only on its own key and hyperparameters and on which of four kinds of
 program trains it: a 1-device mesh or a sharded one (2 or more devices), each with one member
@@ -17,8 +18,8 @@ equals its members in a larger population; padding changes nothing), nor on the 
 devices (2 and 4 devices agree). Across kinds XLA compiles different kernels (other summation
 orders): a member's numbers differ from the first update by float32 rounding, still agree to
 about 1e-5 after 10 updates (the same actions, so the same returns), and then diverge as RL
-training amplifies the difference (about 1e-2 after 30 updates, O(1) after 50; after hundreds
-of updates, different returns). Compare configurations within one population, or across runs
+training amplifies the difference (measured once: about 1e-2 after 30 updates, O(1) after 50;
+after hundreds of updates, different returns; the test checks the first 10 updates). Compare configurations within one population, or across runs
 of one kind; never expect a run on 1 device to reproduce one on 2 devices, or a member alone on
 its device to reproduce one that shares it. (Other backends may batch differently: these are
 XLA:CPU's kinds.)

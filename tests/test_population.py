@@ -51,15 +51,19 @@ def _assert_same(a, b):
     np.testing.assert_array_equal(a[2], b[2])
 
 
-def test_member_is_bit_identical_in_any_position_at_the_same_shape():
+@pytest.mark.parametrize("kind", ["sharded, several per device", "one device, several", "sharded, one per device"])
+def test_member_is_bit_identical_in_any_position_at_the_same_shape(kind):
     """With the same device count and population shape, a member's whole training (300
     updates: every leaf of its state, every curve point, its evaluation) does not depend on its
-    position or on the other members' hyperparameters."""
-    k = 4
+    position or on the other members' hyperparameters: in each kind of program XLA:CPU compiles
+    for a population (a 1-device mesh with several members; a sharded one with one member per
+    device or several; one member on one device has no position to change)."""
+    k, devices = {"sharded, several per device": (4, None), "one device, several": (4, jax.devices()[:1]),
+                  "sharded, one per device": (2, None)}[kind]
     hp = _hp(k)
-    perm = np.array([2, 0, 3, 1])
-    a = _run(hp)
-    b = _run(jax.tree.map(lambda x: x[perm], hp))
+    perm = np.array([2, 0, 3, 1]) if k == 4 else np.array([1, 0])
+    a = _run(hp, devices=devices)
+    b = _run(jax.tree.map(lambda x: x[perm], hp), devices=devices)
     for j, i in enumerate(perm):
         _assert_same(_member(a, int(i)), _member(b, j))
     assert len(np.unique(a.eval_returns)) > 1  # the members did differ
