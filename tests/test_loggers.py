@@ -334,3 +334,90 @@ def test_tensorboard_bad_arguments(tmp_path):
                           ({"logdir": str(tmp_path), "log_hparams": "yes"}, "log_hparams='yes'")]:
         with pytest.raises(ValueError, match=match):
             hj.callbacks.TensorBoard(**kwargs)
+
+
+
+# -- optional dependencies stay unimported ------------------------------------------------------------
+LOGGERS = ("wandb", "tensorboardX")
+
+
+class _ImportWatch:
+    """A ``sys.meta_path`` finder that records every attempt to import a module of ``packages``
+    and refuses it (ModuleNotFoundError), installed or not."""
+
+    def __init__(self, packages):
+        self.packages, self.asked = tuple(packages), []
+
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in self.packages:
+            self.asked.append(name)
+            raise ModuleNotFoundError(f"{name} is hidden by the test")
+
+
+def test_import_hyperjax_imports_no_logger_and_no_plotly():
+    """``import hyperjax`` (and reaching ``hj.callbacks``) imports none of wandb, tensorboardX
+    and plotly (reports and W&B figures import plotly on first use): checked in a fresh
+    interpreter by a finder on ``sys.meta_path`` that records every attempt to import them,
+    installed or not, and by ``sys.modules``; the finder is shown to see an import."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        import importlib.abc, json, sys
+
+        class Watch(importlib.abc.MetaPathFinder):  # _ImportWatch, defined before anything is imported
+            asked = []
+
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] in ("wandb", "tensorboardX", "plotly"):
+                    self.asked.append(name)
+                    raise ModuleNotFoundError(name + " is hidden by the test")
+
+        sys.meta_path.insert(0, Watch())
+        import hyperjax as hj
+        hj.callbacks.WandB, hj.callbacks.TensorBoard, hj.callbacks.Console
+        seen = dict(asked=sorted(set(Watch.asked)), modules=sorted(m for m in sys.modules
+                    if m.split(".")[0] in ("wandb", "tensorboardX", "plotly")))
+        try:
+            import plotly  # the control: the watch sees an import
+        except ModuleNotFoundError:
+            pass
+        seen["control"] = Watch.asked
+        print("SEEN " + json.dumps(seen))
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("SEEN ")]
+    seen = json.loads(line[len("SEEN "):])
+    assert seen["asked"] == [] and seen["modules"] == [], seen
+    assert seen["control"] == ["plotly"], seen
+
+
+def test_a_study_without_callbacks_imports_no_logger(tmp_path):
+    """A study with a store and no callbacks, read back with ``load_study``, never imports
+    wandb or tensorboardX: both are hidden from this process while it runs (taken out of
+    ``sys.modules``, put back after) behind a finder that records and refuses every import of
+    them (a lazy ``import wandb`` inside hyperjax would be seen, cached or not). The finder is
+    shown to work: a TensorBoard event file made afterwards is seen asking for tensorboardX.
+    The study has the shapes of the ``logged`` study, so its programs are shared."""
+    import sys
+
+    agent, space, kwargs = tune_arguments(SMALL_STUDY)
+    kwargs.update(budget=6 * 256, trial_steps=256, scheduler="none")
+    hidden = {m: sys.modules.pop(m) for m in list(sys.modules) if m.split(".")[0] in LOGGERS}
+    watch = _ImportWatch(LOGGERS)
+    sys.meta_path.insert(0, watch)
+    try:
+        res = hj.tune(agent, space, store=str(tmp_path / "store"), **kwargs)
+        back = hj.load_study(str(tmp_path / "store"))
+        during = list(watch.asked)
+        with pytest.raises(ModuleNotFoundError, match="tensorboardX.* is hidden by the test"):
+            tbmod.EventFile(str(tmp_path / "tb"), 0)
+    finally:
+        sys.meta_path.remove(watch)
+        for m in [m for m in sys.modules if m.split(".")[0] in LOGGERS]:
+            del sys.modules[m]
+        sys.modules.update(hidden)
+    assert len(res.trials) == 6 and back.best.id == res.best.id
+    assert during == [], during
+    assert watch.asked and watch.asked[0].startswith("tensorboardX"), watch.asked

@@ -129,6 +129,118 @@ def test_store_refuses_another_configuration_and_a_second_writer(tmp_path):
         w.close()
 
 
+def test_store_refuses_another_device_count(tmp_path, monkeypatch):
+    """The device count is part of a study's configuration (a study is reproducible on the
+    same machine and device count only): a store written with 2 devices (the tests' default
+    layout) is refused with 1, and one written with 1 is refused by a resume with the default,
+    each with a ValueError naming the ``devices`` field and nothing else, before any
+    population is built (Pool.__init__ fails the test if called)."""
+    from hyperjax.study import engine
+
+    assert jax.device_count() == 2  # tests/conftest.py: HYPERJAX_HOST_DEVICES=2
+    two = str(tmp_path / "two")
+    _study(store=two, budget=6 * 4 * PHASE)  # default devices: both
+    one = str(tmp_path / "one")
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a population was built before the error")
+
+    monkeypatch.setattr(engine.Pool, "__init__", refuse)
+    # a one-device study killed while it built its pools: the store holds its configuration
+    with pytest.raises(AssertionError, match="a population was built"):
+        _study(store=one, budget=6 * 4 * PHASE, devices=jax.devices()[:1])
+    assert hj.store.load_meta(one)["config"]["devices"] == 1
+    assert hj.store.load_meta(two)["config"]["devices"] == 2
+    only_devices = r"holds a study with another configuration; differing fields: devices: {} -> {} \(use another"
+    with pytest.raises(ValueError, match=only_devices.format(2, 1)):
+        _study(store=two, budget=6 * 4 * PHASE, devices=jax.devices()[:1])
+    with pytest.raises(ValueError, match=only_devices.format(2, 1)):
+        hj.resume(two, devices=jax.devices()[:1])
+    with pytest.raises(ValueError, match=only_devices.format(1, 2)):
+        hj.resume(one)  # the default devices: both
+    with pytest.raises(ValueError, match=only_devices.format(1, 2)):
+        _study(store=one, budget=6 * 4 * PHASE)
+
+
+def _host(x) -> np.ndarray:
+    return np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+
+
+def _table(d: str, sql: str) -> pd.DataFrame:
+    conn = sqlite3.connect(f"file:{os.path.join(d, store_sqlite.FILE)}?mode=ro", uri=True)
+    try:
+        return pd.read_sql(sql, conn)
+    finally:
+        conn.close()
+
+
+def test_snapshot_every_k_ticks_records_every_tick(tmp_path, monkeypatch, reference):
+    """``snapshot_every=3`` (with ``snapshot_seconds=0``: no rate limit): every tick's records
+    are committed (a ``ticks`` row, the observations and decisions of each), but the host
+    state and device checkpoint (a resume point) only at ticks 3, 6, 9, ...; a crash in the
+    commit of tick 8 resumes from tick 6 (tick 7 is run again) and ends like the uninterrupted
+    study."""
+    ref = _ref(reference, "hypertrick-sobol")
+    assert ref.ticks >= 9
+    d = str(tmp_path / "s")
+    _crash_at(monkeypatch, {8})
+    with pytest.raises(Crash):
+        _study(store=d, snapshot_every=3)
+    ticks = _table(d, "SELECT tick, snapshot FROM ticks ORDER BY tick")
+    assert list(ticks.tick) == list(range(1, 8))  # every tick before the crash was recorded
+    assert list(ticks.snapshot) == [int(t % 3 == 0) for t in ticks.tick]
+    assert list(_table(d, "SELECT tick FROM snapshots ORDER BY tick").tick) == [3, 6]
+    assert set(_table(d, "SELECT DISTINCT tick FROM observations").tick) == set(range(1, 8))
+    assert sorted(os.listdir(os.path.join(d, "checkpoints"))) == ["tick_00000003", "tick_00000006"]
+    w = StudyStore(d)
+    try:
+        assert w.resume_points() == [6, 3]
+    finally:
+        w.close()
+    resumed_at = []
+    got = _study(store=d, snapshot_every=3, callbacks=[lambda st, ch: resumed_at.append(st.tick)])
+    assert resumed_at[0] == 7  # the first tick after the snapshot of tick 6
+    _same(ref, got)
+    ticks = _table(d, "SELECT tick, snapshot FROM ticks ORDER BY tick")
+    assert list(ticks.tick) == list(range(1, ref.ticks + 1))
+    assert list(ticks.snapshot) == [int(t % 3 == 0) for t in ticks.tick]
+    assert set(_table(d, "SELECT DISTINCT tick FROM observations").tick) == set(range(1, ref.ticks + 1))
+    assert all(t % 3 == 0 for t in _table(d, "SELECT tick FROM snapshots").tick)
+
+
+def test_keep_params_false_keeps_only_the_best_trials_parameters(tmp_path):
+    """``keep_params=False``: the store keeps the final members of a completed trial only if
+    it was the study's best when it completed (``params_tick`` set exactly for the trials the
+    ``ticks`` table ever names as best); the final best's members load and equal the live
+    result's; another completed trial's raise a ValueError naming it and the saved trials."""
+    from hyperjax.study.reader import load_trial_params
+
+    d = str(tmp_path / "s")
+    res = _study(store=d, keep_params=False)
+    trials = _table(d, "SELECT id, status, params_tick FROM trials ORDER BY id")
+    saved = set(trials.id[trials.params_tick.notna()])
+    bests = set(_table(d, "SELECT DISTINCT best_trial FROM ticks WHERE best_trial >= 0").best_trial)
+    assert saved == bests and res.best.id in saved
+    completed = set(trials.id[trials.status == "completed"])
+    unsaved = sorted(completed - saved)
+    assert len(unsaved) >= 2, "completed trials that were never the best"
+    # the params/ directory holds the ticks of the saved trials only
+    ticks = set(trials.params_tick[trials.params_tick.notna()].astype(int))
+    assert sorted(os.listdir(os.path.join(d, "params"))) == [f"tick_{t:08d}" for t in sorted(ticks)]
+    agent, members = load_trial_params(d, res.best.id)
+    assert agent == res.best_agent
+    for a, b in zip(jax.tree.leaves(members), jax.tree.leaves(res.best_state), strict=True):
+        np.testing.assert_array_equal(_host(a), _host(b))
+    listed = ", ".join(map(str, sorted(saved)))
+    for tid in unsaved:
+        with pytest.raises(ValueError, match=rf"trial {tid} has no saved parameters \(status completed.*"
+                                             rf"trials with saved parameters: {listed}$"):
+            load_trial_params(d, tid)
+    back = hj.load_study(d)  # the best's parameters are what load_study gives back
+    for a, b in zip(jax.tree.leaves(back.best_params), jax.tree.leaves(res.best_params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 @pytest.mark.parametrize("bad, match", [("", "must be a directory path"), ("FILE", "is not a directory"),
                                         ("FILE/sub", "is a file, not a directory")])
 def test_bad_store_paths_fail_before_compiling(tmp_path, bad, match):
@@ -143,7 +255,7 @@ def test_bad_store_paths_fail_before_compiling(tmp_path, bad, match):
 
 @pytest.mark.parametrize("scheduler, crashes, proposer", [
     ("hypertrick", {3, 9, 10}, "sobol"), ("asha", {2, 6}, "random"), ("successive_halving", {5, 12}, "sobol"),
-    (PBT(interval=1, quantile=0.34), {2, 3}, "sobol")])
+    (PBT(interval=1, quantile=0.34), {2, 3}, "sobol"), ("hyperband", {3, 7}, "sobol"), ("median", {2, 6}, "sobol")])
 def test_crashed_study_resumes_exactly(tmp_path, monkeypatch, reference, scheduler, crashes, proposer):
     name = getattr(scheduler, "name", scheduler)
     budget = 6 * 4 * PHASE * (1 if name == "pbt" else 3)

@@ -39,7 +39,8 @@ def _check_records(res, budget, num_phases=4):
     done = df[df.status == "completed"]
     assert (done.phases == num_phases).all()
     assert np.isfinite(done.final_score).all()
-    assert df[df.status != "completed"].final_score.isna().all()
+    # only evaluated trials have a final score: completed ones, and those a time limit stopped
+    assert df[~df.status.isin(["completed", "stopped"])].final_score.isna().all()
     # no slot is held by two trials at once
     tl = res.timeline()
     for _, seg in tl.groupby("slot"):
@@ -286,6 +287,31 @@ def test_max_seconds_stops_the_study():
     assert res.seconds - limit <= lengths[-1] + margin, (res.seconds - limit, lengths[-1], margin)
     assert final <= res.seconds <= final + margin
     assert len(res.trials) >= 6
+    # the trials the limit stopped while they ran were evaluated (a study always has an answer)
+    stopped = [t for t in res.trials if t.status == "stopped" and t.end_reason == "study ended" and t.segments]
+    assert all(t.scored and len(t.final_scores) == 1 for t in stopped), [t.final_score for t in stopped]
+    assert res.best is not None and res.best_score == max(t.final_score for t in res.trials if t.scored)
+
+
+def test_a_study_stopped_by_time_before_any_completion_has_an_answer(tmp_path):
+    """A time limit that ends a study before any trial can complete (trials of 1000 phases)
+    still returns the best of what ran: the trials running then are evaluated like completed
+    ones, the best is the highest of them, marked ``"stopped"`` with its trained members, and
+    the store gives back the same best and parameters."""
+    _study(budget=6 * 4 * PHASE)  # compile outside the clock (the study's clock counts compiles)
+    d = str(tmp_path / "s")
+    res = _study(budget=10**9, trial_steps=1000 * PHASE, max_seconds=1.0, store=d)
+    assert not any(t.status == "completed" for t in res.trials)
+    ran = [t for t in res.trials if t.status == "stopped" and t.segments]  # running at the end
+    assert ran and all(t.scored and len(t.final_scores) == 1 for t in ran)
+    assert all(not t.scored for t in res.trials if t not in ran)  # evicted, failed or never run
+    assert res.best.status == "stopped" and res.summary()["best_status"] == "stopped"
+    assert res.best_score == max(t.final_score for t in ran) and res.best_so_far()[-1][1] == res.best_score
+    assert res.best_state is not None and np.isfinite(res.evaluate_best(episodes=2))
+    back = hj.load_study(d)
+    assert back.best.id == res.best.id and back.best_score == res.best_score
+    for a, b in zip(jax.tree.leaves(res.best_params), jax.tree.leaves(back.best_params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 @pytest.mark.parametrize(
@@ -506,3 +532,81 @@ def test_console_progress_lines_and_panel():
     assert f"best {res.best_score:.4g} (trial {res.best.id}" in lines[-1]
     panel = term.getvalue()
     assert "hyperjax study" in panel and "steps/s" in panel and "completed" in panel
+
+
+def test_pbt_replaces_a_failed_member_at_once():
+    """PBT with ``interval=3``: a member that diverges (learning rate 1e30: NaN within its
+    first phase) fails at tick 1, which is no exploit tick, and its slot gets a child (a copy
+    of a running member) at that very tick, not at tick 3; between intervals nothing else is
+    exploited, and every slot runs to the end."""
+    space = SearchSpace({"learning_rate": Float(1e-4, 1e30, log=True), "ent_coef": Float(0.0, 0.05)})
+    lr_u = lambda lr: np.log(lr / 1e-4) / np.log(1e34)  # noqa: E731
+    rows = [[lr_u(lr), e] for lr, e in ((3e-4, 0.1), (1e-3, 0.5), (1e30, 0.3), (3e-3, 0.9), (5e-4, 0.7), (2e-3, 0.2))]
+    decisions = []
+
+    def on_tick(study, changes):
+        decisions.extend((study.tick, d) for d in changes["decisions"])
+
+    interval = 3
+    res = _study(scheduler=PBT(interval=interval, quantile=0.34, resample_prob=0.0), space=space,
+                 budget=6 * 4 * PHASE, proposer=_FixedProposer(rows), callbacks=[on_tick])
+    by_id = {t.id: t for t in res.trials}
+    failed = by_id[2]
+    assert failed.status == "failed" and failed.phases == 1 and [t.id for t in res.trials if t.status == "failed"] == [2]
+    slot, fail_tick = failed.slot, failed.segments[-1][4]
+    assert [(tick, d.trial) for tick, d in decisions if d.action.value == "fail"] == [(fail_tick, 2)]
+    assert fail_tick == 1 and fail_tick % interval != 0  # not an exploit tick
+    # the heir: started in the failed trial's slot at the tick it failed, from a running parent
+    heirs = [t for t in res.trials if t.origin == "pbt" and t.segments[0][0] == slot and t.segments[0][3] == fail_tick]
+    assert len(heirs) == 1, [(t.id, t.segments) for t in res.trials if t.origin == "pbt"]
+    heir = heirs[0]
+    assert heir.start_phase == fail_tick and by_id[heir.parent].status != "failed" and heir.parent != 2
+    assert by_id[heir.parent].segments[0][3] == 0 and by_id[heir.parent].slot != slot
+    # exploits: the failed slot's at tick 1, the rest at multiples of the interval only
+    exploits = [(tick, d.slot) for tick, d in decisions if d.action.value == "exploit"]
+    assert (fail_tick, slot) in exploits
+    assert all(tick % interval == 0 for tick, s in exploits if (tick, s) != (fail_tick, slot)), exploits
+    assert any(tick == interval for tick, _ in exploits), "the interval's own exploit step still happens"
+    assert len([t for t in res.trials if t.origin == "pbt"]) == len(exploits)
+    df = res.dataframe()
+    assert (df.status == "completed").sum() == 6 and res.env_steps == 6 * 4 * PHASE
+    assert res.best.id != 2
+
+
+def test_a_trial_fails_if_any_of_its_seeds_does():
+    """``seeds=2``: a trial's score is the mean over its seeds, and it fails if any of them
+    does. A learning rate on the edge of divergence (4.6e17: Adam's first steps of that size
+    overflow one seed's losses within the first phase while the other seed trains on; found
+    by a scan of learning rates with this study's seed 3, where the band 4.3e17-5.0e17 fails
+    seed 0 alone) makes exactly one member of trial 1 non-finite: the trial fails at the first
+    boundary although its other seed is healthy (checked from the members' own ``failed``
+    flags when the trial fails). The healthy trials' curves and final scores are the means of
+    their seeds'."""
+    space = SearchSpace({"learning_rate": Float(1e-4, 1e30, log=True), "ent_coef": Float(0.0, 0.05)})
+    lr_u = lambda lr: np.log(lr / 1e-4) / np.log(1e34)  # noqa: E731
+    rows = [[lr_u(3e-4), 0.2], [lr_u(4.6e17), 0.2], [lr_u(1e-3), 0.2]]
+    failed_seeds = {}  # trial -> its members' failed flags when it failed
+
+    def on_tick(study, changes):
+        for d in changes["decisions"]:
+            if d.action.value == "fail":  # released, not refilled yet: the slot still holds its members
+                failed_seeds[d.trial] = np.asarray(study.pools[d.pool].take(d.slot).failed).tolist()
+
+    # 3 slots x 2 seeds: the 6 members of the other studies here
+    res = _study(scheduler="none", space=space, slots=3, seeds=2, budget=3 * 4 * PHASE * 2, max_trials=3,
+                 proposer=_FixedProposer(rows), callbacks=[on_tick])
+    edge = {t.id: t for t in res.trials}[1]
+    assert edge.config["learning_rate"] == pytest.approx(4.6e17)
+    assert sorted(failed_seeds[1]) == [False, True], failed_seeds  # one seed diverged, the other did not
+    assert list(failed_seeds) == [1]
+    assert edge.status == "failed" and edge.end_reason == "non-finite values" and edge.phases == 1
+    assert math.isnan(edge.curve[0]) and math.isnan(edge.final_score) and not edge.scored
+    assert len(edge.seed_curve[0]) == 2
+    healthy = [t for t in res.trials if t.id != 1]
+    assert len(healthy) == 2 and all(t.status == "completed" for t in healthy)
+    for t in healthy:
+        assert len(t.final_scores) == 2 and t.final_score == pytest.approx(np.mean(t.final_scores), rel=1e-12)
+        for per_seed, score in zip(t.seed_curve, t.curve):
+            assert len(per_seed) == 2 and score == pytest.approx(np.mean(per_seed), rel=1e-12)
+    assert any(s[0] != s[1] for t in healthy for s in t.seed_curve)  # two runs, not one counted twice
+    assert res.best.id != 1 and res.best_score == max(t.final_score for t in healthy)

@@ -108,7 +108,8 @@ def tune(
         at most one per ``snapshot_seconds`` (checkpoints are written on a worker thread while
         the study trains; a kill redoes at most the training since the last snapshot, with the
         same results).
-      keep_params: keep every completed trial's final parameters in the store.
+      keep_params: keep every completed trial's final parameters in the store (else only those of
+        each trial that was the best when it completed).
       devices: devices to shard each bucket's population over (default: every device of every
         process: with one process, this machine's).
     """
