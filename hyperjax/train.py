@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Any, Callable, Mapping
 
@@ -72,6 +73,28 @@ def _chunking(num_updates: int, chunk_updates: int | None) -> int:
     return 1
 
 
+def _check_schedule(agent: ActorCriticAgent, schedule, total_timesteps: int) -> list[tuple[int, dict]]:
+    """``schedule`` as ``[(start_step, values)]``, checked (values through ``agent.hparams``)."""
+    if not isinstance(schedule, (list, tuple)) or not schedule:
+        raise ValueError(f"train: schedule={schedule!r} must be a non-empty list of (start_step, values)")
+    out, last = [], -1
+    for i, item in enumerate(schedule):
+        if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[1], Mapping):
+            raise ValueError(f"train: schedule[{i}]={item!r} must be (start_step, dict of values)")
+        step, values = item
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step <= last or step >= total_timesteps:
+            raise ValueError(f"train: schedule[{i}] start_step={step!r} must be an integer above the previous "
+                             f"start and below total_timesteps={total_timesteps}")
+        if i == 0 and step != 0:
+            raise ValueError(f"train: schedule[0] start_step={step!r} must be 0")
+        hp = agent.hparams(**dict(values))  # validates names and values
+        if any(np.ndim(x) for x in jax.tree.leaves(hp)):
+            raise ValueError(f"train: schedule[{i}] values must be scalars")
+        out.append((int(step), dict(values)))
+        last = step
+    return out
+
+
 def forward_fill_returns(return_sum: np.ndarray, return_count: np.ndarray) -> np.ndarray:
     """Per-update mean episode return, carried forward over updates with no finished episode."""
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -93,6 +116,7 @@ def train(
     chunk_updates: int | None = None,
     progress_fn: Callable[[int, dict], None] | None = None,
     devices: tuple | None = None,
+    schedule: list | None = None,
 ) -> TrainResult:
     """Trains ``K`` configurations x ``num_seeds`` seeds as one sharded population.
 
@@ -100,6 +124,10 @@ def train(
       agent: a ``PPO``/``A2C`` (static settings; one compiled bucket).
       hparams: an ``agent.HParams`` with leaves ``(K,)`` or scalars, or a dict of values
         (validated, broadcast); ``None`` for the defaults (``K = 1``).
+      schedule: instead of ``hparams``, one configuration whose hyperparameters change during
+        training: ``[(start_step, values), ...]`` (env steps per member, the first 0, increasing;
+        ``values`` a dict as for ``hparams``, scalars), each applied from the first update at or
+        after its start (``StudyResult.best_schedule()`` gives a PBT study's); ``K = 1``.
       total_timesteps: env steps per member; rounded down to whole updates.
       num_seeds: seeds per configuration.
       seed: int or PRNG key; everything random flows from it.
@@ -127,6 +155,12 @@ def train(
         validate.integer("train", "chunk_updates", chunk_updates, 1)
     if progress_fn is not None and not callable(progress_fn):
         raise ValueError(f"train: progress_fn={progress_fn!r} must be callable or None")
+    segments = None
+    if schedule is not None:
+        if hparams is not None:
+            raise ValueError("train: give hparams or schedule, not both")
+        segments = _check_schedule(agent, schedule, int(total_timesteps))
+        hparams = segments[0][1]
     if hparams is None or isinstance(hparams, Mapping):
         values = dict(hparams or {})
     elif isinstance(hparams, agent.HParams):
@@ -147,15 +181,25 @@ def train(
 
     num_updates = int(total_timesteps) // agent.steps_per_update
     chunk = _chunking(num_updates, chunk_updates)
+    starts = [0]  # the update at which each segment of a schedule begins
+    if segments is not None:
+        starts = [-(-step // agent.steps_per_update) for step, _ in segments]  # first update at or after
+        # chunks end where segments begin, so a segment's values apply from its first update
+        chunk = math.gcd(chunk, *starts, num_updates)
     m = k * num_seeds
     runner = get_runner(agent, None if devices is None else tuple(devices))
     train_keys, eval_keys = member_keys(key, k, num_seeds)
     hp_members = jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x), num_seeds), hp)
+    hp_segments = [hp_members] if segments is None else [
+        jax.tree.map(lambda x: jnp.repeat(jnp.asarray(np.atleast_1d(np.asarray(x, np.float32))), num_seeds),
+                     agent.hparams(**values)) for _, values in segments]
 
     t0 = time.perf_counter()
     state = runner.init(train_keys, hp_members)
     chunks = []
     for i in range(num_updates // chunk):
+        segment = sum(1 for s in starts if s <= i * chunk) - 1
+        hp_members = hp_segments[segment]
         state, metrics = runner.advance(state, hp_members, chunk)
         chunks.append(metrics)
         if progress_fn is not None:
@@ -180,7 +224,7 @@ def train(
     eval_returns = np.where(failed, np.nan, eval_returns)
     return TrainResult(
         agent=agent,
-        hparams={n: np.asarray(getattr(hp, n)) for n in agent.hparam_names()},
+        hparams={n: np.asarray(getattr(hp, n)) for n in agent.hparam_names()},  # a schedule's first
         env_steps=(np.arange(1, num_updates + 1) * agent.steps_per_update),
         curves=curves,
         eval_returns=eval_returns,

@@ -176,6 +176,36 @@ def test_get_runner_is_one_runner_however_spelled():
     assert hj.get_runner(AGENT, jax.devices()[:1]) is not one
 
 
+def test_train_with_a_schedule_changes_values_where_it_says():
+    """A schedule (PBT's pick) trains one configuration whose values change at the given env
+    steps: bit for bit what advancing the same members by hand with each segment's values gives
+    (a start inside an update applies from the next one); a one-entry schedule is plain hparams."""
+    from hyperjax.population import unpad
+
+    a, b = dict(learning_rate=1e-3, gamma=0.9), dict(learning_rate=3e-2, gamma=0.99)
+    kw = dict(total_timesteps=AGENT.steps_per_update * 20, num_seeds=2, seed=5, eval_episodes=2, chunk_updates=10)
+    plain = hj.train(AGENT, a, **kw)
+    one = hj.train(AGENT, schedule=[(0, a)], **kw)
+    two = hj.train(AGENT, schedule=[(0, a), (AGENT.steps_per_update * 10 - 1, b)], **kw)
+    for x, y in zip(jax.tree.leaves(plain.state), jax.tree.leaves(one.state), strict=True):
+        np.testing.assert_array_equal(_host(x), _host(y))
+    runner = hj.get_runner(AGENT)
+    train_keys, eval_keys = member_keys(as_key(5), 1, 2)
+    hp = lambda v: jax.tree.map(lambda x: np.repeat(np.atleast_1d(np.asarray(x, np.float32)), 2), AGENT.hparams(**v))  # noqa: E731
+    state = runner.init(train_keys, hp(a))
+    state, _ = runner.advance(state, hp(a), 10)
+    state, _ = runner.advance(state, hp(b), 10)
+    returns = np.asarray(jax.device_get(unpad(runner.evaluate(eval_keys, state, 2), 2))).mean(axis=1)
+    for x, y in zip(jax.tree.leaves(two.state), jax.tree.leaves(jax.device_get(unpad(state, 2))), strict=True):
+        np.testing.assert_array_equal(_host(x), _host(y))
+    np.testing.assert_array_equal(two.eval_returns.ravel(), returns)
+    assert not np.array_equal(_host(jax.tree.leaves(two.state)[0]), _host(jax.tree.leaves(one.state)[0]))
+    with pytest.raises(ValueError, match=r"schedule\[1\] start_step=0 must be an integer above the previous"):
+        hj.train(AGENT, schedule=[(0, a), (0, b)], **kw)
+    with pytest.raises(ValueError, match="give hparams or schedule, not both"):
+        hj.train(AGENT, a, schedule=[(0, a)], **kw)
+
+
 def test_unvectorised_agent_matches_population():
     """The population runner equals calling agent.update by hand on one member, unbatched."""
     hp = _hp(2)

@@ -249,6 +249,11 @@ def test_pbt_lineage_and_failed_members(monkeypatch):
         assert 1e-4 <= child.config["learning_rate"] < 1 and 0.0 <= child.config["ent_coef"] <= 0.05
     steps, scores = res.best_curve
     assert list(steps) == [PHASE * (i + 1) for i in range(4)]
+    # the best's schedule: its lineage's values from the phase each generation took over
+    sched = res.best_schedule()
+    chain = res.lineage(res.best.id)
+    assert [s for s, _ in sched] == sorted({t.start_phase * PHASE for t in chain})
+    assert sched[-1][1] == {n: res.best.config[n] for n in AGENT.hparam_names()}
 
 
 def test_max_seconds_stops_the_study():

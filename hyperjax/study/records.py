@@ -177,6 +177,25 @@ class StudyResult:
             scores.extend(t.curve[:upto])
         return np.asarray(steps, np.int64), np.asarray(scores, np.float64)
 
+    def best_schedule(self) -> list[tuple[int, dict[str, float]]]:
+        """The best trial's traced hyperparameters over its training, oldest first:
+        ``[(start_step, values), ...]`` with env steps per member. One entry unless PBT changed
+        them (a child continues its parent's members from the parent's phase with its own
+        values); ``hj.train(agent, schedule=...)`` replays it on fresh seeds (PBT's pick is a
+        schedule: its last values alone do not reproduce it). Empty without a best."""
+        if self.best is None:
+            return []
+        names = self.best_agent.hparam_names()
+        steps = int(self.buckets[self.best.bucket]["steps_per_phase"])
+        out: list[tuple[int, dict[str, float]]] = []
+        for t in self.lineage(self.best.id):
+            entry = (t.start_phase * steps, {n: float(t.config[n]) for n in names if n in t.config})
+            if out and out[-1][0] == entry[0]:
+                out[-1] = entry  # a child that took over at once
+            else:
+                out.append(entry)
+        return out
+
     @property
     def best_params(self) -> Any:
         return None if self.best_state is None else self.best_state.params
