@@ -20,6 +20,16 @@ if sys.argv[1] == "train":
     agent = hj.PPO(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=1, num_epochs=1, hidden=(16,))
     res = hj.train(agent, {"learning_rate": [1e-3, 3e-3]}, total_timesteps=2048, num_seeds=2, seed=0, eval_episodes=2)
     out["returns"] = [float(x) for x in jax.device_get(res.eval_returns).ravel()]
+if sys.argv[1] == "dirs":
+    off = []
+    for value in ("0", "off", "False"):
+        os.environ["HYPERJAX_COMPILE_CACHE"] = value
+        off.append(hj.compile_cache.configure())
+    os.environ["HYPERJAX_COMPILE_CACHE"] = os.environ["MINE"]
+    out.update(off=off, moved=hj.compile_cache.configure())
+    jax.config.update("jax_compilation_cache_dir", os.environ["THEIRS"])  # the user's own choice
+    os.environ["HYPERJAX_COMPILE_CACHE"] = "0"
+    out["theirs"] = hj.compile_cache.configure()
 out["hits"] = events.count("/jax/compilation_cache/cache_hits")
 print("RESULT " + json.dumps(out))
 """
@@ -36,14 +46,12 @@ def _child(tmp_path, mode: str, **env) -> dict:
 
 
 def test_where_the_cache_lives_and_how_it_is_turned_off(tmp_path):
-    """Default: $XDG_CACHE_HOME/hyperjax/jax; $HYPERJAX_COMPILE_CACHE=0/off turns it off, a path
-    moves it; a directory the user gave JAX is kept."""
-    assert _child(tmp_path, "none")["dir"] == str(tmp_path / "xdg" / "hyperjax" / "jax")
-    for off in ("0", "off", "False"):
-        assert _child(tmp_path, "none", HYPERJAX_COMPILE_CACHE=off)["dir"] is None
-    assert _child(tmp_path, "none", HYPERJAX_COMPILE_CACHE=str(tmp_path / "mine"))["dir"] == str(tmp_path / "mine")
-    theirs = str(tmp_path / "theirs")
-    assert _child(tmp_path, "none", JAX_COMPILATION_CACHE_DIR=theirs, HYPERJAX_COMPILE_CACHE=str(tmp_path / "x"))["dir"] == theirs
+    """Default: $XDG_CACHE_HOME/hyperjax/jax; $HYPERJAX_COMPILE_CACHE=0/off/False turns it off,
+    a path moves it (read again by each configure()); a directory the user gave JAX is kept."""
+    got = _child(tmp_path, "dirs", MINE=str(tmp_path / "mine"), THEIRS=str(tmp_path / "theirs"))
+    assert got["dir"] == str(tmp_path / "xdg" / "hyperjax" / "jax")
+    assert got["off"] == [None, None, None] and got["moved"] == str(tmp_path / "mine")
+    assert got["theirs"] == str(tmp_path / "theirs")
 
 
 def test_a_second_process_loads_what_the_first_compiled(tmp_path):
