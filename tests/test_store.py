@@ -298,7 +298,7 @@ def test_resume_falls_back_past_a_damaged_checkpoint(tmp_path, monkeypatch, refe
     _same(ref, got)
 
 
-@pytest.mark.parametrize("scheduler", ["hypertrick", "extrapolate"])
+@pytest.mark.parametrize("scheduler", ["hypertrick", "extrapolate", "pb2"])
 def test_bnn_proposer_resumes_exactly(tmp_path, monkeypatch, scheduler):
     """The BNN's history, posterior, warm-start guide parameters, warp, key, Sobol position and
     generator come back; so do the extrapolation rule's incumbent and record."""
@@ -311,6 +311,8 @@ def test_bnn_proposer_resumes_exactly(tmp_path, monkeypatch, scheduler):
     budget = 6 * 4 * PHASE * 2
     ref = _study(budget=budget, proposer=proposer(), scheduler=scheduler)
     assert ref.proposer.posterior is not None  # the surrogate did steer refills
+    if scheduler == "pb2":
+        assert ref.proposer.counts.get("explore", 0) > 0  # ... and PB2's explore steps
     d = str(tmp_path / "s")
     _crash_at(monkeypatch, {4, 7})
     for _ in range(3):

@@ -313,6 +313,35 @@ def test_bnn_proposer_drives_a_study():
         assert asked_after[t.u.tobytes()] == told_by_tick[t.segments[0][3]], t.id
 
 
+def test_pb2_explores_where_the_bnn_points():
+    """PB2: once the BNN has a posterior, every exploiting member takes the model's pick near its
+    source's values (``explore_near``), and those picks are exactly the children's
+    configurations; before it, PBT's perturbation. The study ends with a best like PBT's."""
+    agent = hj.PPO(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=1, num_epochs=1, hidden=(16,))
+    space = SearchSpace({"learning_rate": Float(1e-4, 1e-2, log=True), "gamma": Float(0.9, 0.999)})
+    prop = BNNProposer(space, seed=0, config=dataclasses.replace(FAST, svi_steps=300, svi_warm_steps=100),
+                       min_observations=6)
+    picks = []
+    near = prop.explore_near
+
+    def recording(*args, **kwargs):
+        out = near(*args, **kwargs)
+        if out is not None:
+            picks.extend(space.configs(out))
+        return out
+
+    prop.explore_near = recording
+    res = hj.tune(agent, space, budget=6 * 8 * 256, phase_steps=256, trial_steps=8 * 256, slots=6,
+                  scheduler=hj.schedulers.PB2(interval=1), proposer=prop, eval_episodes=2, seed=0)
+    kids = [t for t in res.trials if t.origin == "pbt"]
+    assert picks and prop.counts["explore"] == len(picks)
+    chosen = [{n: t.config[n] for n in space.names} for t in kids]
+    assert all(p in chosen for p in picks)  # every pick became a child
+    early = [t for t in kids if t.start_phase <= 1]  # no posterior yet: perturbed
+    assert len(chosen) == len(picks) + len(early)
+    assert res.best is not None and res.best.status == "completed"
+
+
 def test_low_fidelity_scores_inform_the_target():
     """Every trial is observed at two fidelities; the high one is the low one plus 1: the
     posterior at the target must rank configurations seen only at low fidelity correctly."""

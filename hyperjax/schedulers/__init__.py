@@ -12,6 +12,7 @@ from hyperjax.schedulers.hyperband import Rung, hyperband_brackets, successive_h
 from hyperjax.schedulers.pbt import pbt_exploit
 from hyperjax.schedulers.specs import (
     ASHA,
+    PB2,
     PBT,
     Extrapolate,
     HyperTrick,
@@ -26,6 +27,7 @@ __all__ = [
     "ASHA",
     "Extrapolate",
     "PBT",
+    "PB2",
     "HyperTrick",
     "Hyperband",
     "Median",

@@ -8,7 +8,8 @@ asynchronous specs build their pure JAX rule with :meth:`build`.
   freed slots are refilled at once;
 - ``brackets`` (successive halving, Hyperband) run rungs synchronously: a rung's survivors are
   promoted only once every trial of the rung has reported;
-- ``pbt`` keeps every slot running and exploits/explores every ``interval`` phases.
+- ``pbt`` keeps every slot running and exploits/explores every ``interval`` phases (``PB2``:
+  explores where the BNN's upper confidence bound is highest).
 """
 
 from __future__ import annotations
@@ -170,6 +171,31 @@ class PBT:
 
 
 @dataclasses.dataclass(frozen=True)
+class PB2(PBT):
+    """Population-based training guided by the BNN (population-based bandits, Parker-Holder et
+    al. 2020, with the study's Bayesian neural network over (configuration, fidelity) in place
+    of their time-varying GP): at each exploit the copying member's new values are, among
+    Gaussian steps of ``scale`` (unit-cube units) around the source's values on the tuned
+    dimensions and the source's values themselves, those with the highest upper confidence bound
+    ``mean + beta * std`` of the score the posterior predicts at the next exploit's env steps;
+    picks of one exploit are kept ``min_distance`` apart (the BNN proposer's). Until the
+    posterior exists (a study's first ticks) it perturbs by ``perturb`` as PBT does. The model is
+    the study's BNN proposer, or a BNN told the same observations when the proposer is another."""
+
+    resample_prob: float = 0.0
+    scale: float = 0.1
+    beta: float = 1.0
+    candidates: int = 128
+    name: ClassVar[str] = "pb2"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _number(self.name, "scale", self.scale, 0, 1, low_open=True)
+        _number(self.name, "beta", self.beta, 0)
+        _number(self.name, "candidates", self.candidates, 1, integer=True)
+
+
+@dataclasses.dataclass(frozen=True)
 class Extrapolate:
     """Learning-curve extrapolation: at every boundary, evict a trial when the probability that
     its score at the full budget beats the best completed trial's is below ``threshold``.
@@ -190,8 +216,8 @@ class Extrapolate:
         _number(self.name, "min_phases", self.min_phases, 1, integer=True)
 
 
-SPECS = {c.name: c for c in (HyperTrick, ASHA, Median, NoStopping, SuccessiveHalving, Hyperband, PBT, Extrapolate)}
-Spec = HyperTrick | ASHA | Median | NoStopping | SuccessiveHalving | Hyperband | PBT | Extrapolate
+SPECS = {c.name: c for c in (HyperTrick, ASHA, Median, NoStopping, SuccessiveHalving, Hyperband, PBT, PB2, Extrapolate)}
+Spec = HyperTrick | ASHA | Median | NoStopping | SuccessiveHalving | Hyperband | PBT | PB2 | Extrapolate
 
 
 def scheduler_spec(scheduler) -> Spec:
@@ -205,4 +231,4 @@ def scheduler_spec(scheduler) -> Spec:
     raise ValueError(f"scheduler={scheduler!r} must be a name ({', '.join(SPECS)}) or a spec such as HyperTrick(r=0.2)")
 
 
-__all__ = ["ASHA", "PBT", "Extrapolate", "HyperTrick", "Hyperband", "Median", "NoStopping", "Rung", "SPECS", "SuccessiveHalving", "scheduler_spec"]
+__all__ = ["ASHA", "PBT", "PB2", "Extrapolate", "HyperTrick", "Hyperband", "Median", "NoStopping", "Rung", "SPECS", "SuccessiveHalving", "scheduler_spec"]

@@ -25,7 +25,7 @@ import numpy as np
 
 from hyperjax.rng import generator_state, key_state, load_generator, load_key
 from hyperjax.schedulers.pbt import pbt_exploit
-from hyperjax.schedulers.specs import PBT, HyperTrick, NoStopping
+from hyperjax.schedulers.specs import PB2, PBT, HyperTrick, NoStopping
 from hyperjax.space import Choice, Int
 from hyperjax.study.buckets import bucket_of
 from hyperjax.study.decisions import Action, Arrival, Decision
@@ -429,11 +429,13 @@ class PBTPolicy:
     trial it copied, so lineages can be followed. A failed member is replaced the same way at
     once, not at the next interval."""
 
-    def __init__(self, study, spec: PBT, max_trials: int | None, rng: np.random.Generator | None = None):
+    def __init__(self, study, spec: PBT, max_trials: int | None, rng: np.random.Generator | None = None, model=None):
         self.spec = spec
         self.started = False
         self.tuned = [n for n in study.space.names if n not in study.structural]
         self.key = jax.random.fold_in(study.key, 0xB7)
+        # PB2: the BNN whose upper confidence bound picks the new values (see schedulers.PB2)
+        self.model = model if isinstance(spec, PB2) else None
 
     def fill(self, study) -> list[Decision]:
         if self.started:
@@ -495,19 +497,37 @@ class PBTPolicy:
                 replaced[s] = True
                 for n in self.tuned:
                     new_hp[n][s] = pool.hp[n][source[s]]
-            for s in np.flatnonzero(replaced):
+            guided = self._guided(study, pool, source, np.flatnonzero(replaced)) if self.model is not None else None
+            for j, s in enumerate(np.flatnonzero(replaced)):
                 s = int(s)
                 parent = study.trials[pool.trial[source[s]]]
                 cfg = {k: v for k, v in parent.config.items() if k in study.space.names}
-                for n in self.tuned:
-                    prev = np.asarray([pool.hp[n][int(source[s])]])
-                    cfg[n] = float(project(study.space.dims[n], new_hp[n][s : s + 1], prev)[0])
-                    if isinstance(study.space.dims[n], Int):
-                        cfg[n] = int(cfg[n])
+                if guided is not None:
+                    cfg.update({n: guided[j][n] for n in self.tuned})
+                else:
+                    for n in self.tuned:
+                        prev = np.asarray([pool.hp[n][int(source[s])]])
+                        cfg[n] = float(project(study.space.dims[n], new_hp[n][s : s + 1], prev)[0])
+                        if isinstance(study.space.dims[n], Int):
+                            cfg[n] = int(cfg[n])
                 u = study.space.encode({k: [v] for k, v in cfg.items()})[0]
                 out.append(Decision(Action.EXPLOIT, len(study.trials) + len(out), pool.index, s, u, cfg,
                                     source=parent.id, reason="pbt"))
         return out
+
+    def _guided(self, study, pool, source: np.ndarray, slots: np.ndarray) -> list[dict] | None:
+        """PB2's new values for the copying ``slots`` (the model's picks near each source's
+        values, judged at the env steps of the next exploit), or None before its posterior."""
+        if not len(slots):
+            return None
+        parents = [study.trials[pool.trial[int(source[s])]] for s in slots]
+        free = np.asarray([n in self.tuned for n in study.space.names])
+        budget = float((max(t.phases for t in parents) + self.spec.interval) * pool.steps)
+        picks = self.model.explore_near(np.stack([t.u for t in parents]), budget, free, self.spec.scale,
+                                        self.spec.candidates, self.spec.beta)
+        if picks is None:
+            return None
+        return study.space.configs(picks)
 
     def _fresh(self, study, n) -> dict[str, np.ndarray] | None:
         if self.spec.resample_prob <= 0:

@@ -80,7 +80,8 @@ def tune(
         phase_steps`` phases.
       slots: trials that run at once (the population holds ``slots * seeds`` members).
       scheduler: ``"hypertrick"``, ``"asha"``, ``"median"``, ``"none"``,
-        ``"successive_halving"``, ``"hyperband"``, ``"pbt"``, ``"extrapolate"`` (BNN
+        ``"successive_halving"``, ``"hyperband"``, ``"pbt"``, ``"pb2"`` (PBT exploring where the BNN
+        points), ``"extrapolate"`` (BNN
         learning-curve extrapolation) or a spec with options, e.g.
         ``hj.schedulers.HyperTrick(r=0.3)``.
       proposer: ``"sobol"``, ``"random"``, ``"bnn"`` (Bayesian-neural-network surrogate, Thompson
@@ -219,7 +220,7 @@ def tune(
         first = _first_proposals(proposer, max(8, slots), space) if fresh else None
         observers = []
         model = None
-        if spec.kind == "extrapolate":
+        if spec.kind == "extrapolate" or spec.name == "pb2":
             model = _predictor(proposer, space, k_study, float(num_phases * phase_steps))
             if model is not proposer:
                 observers.append(model)

@@ -493,6 +493,41 @@ class BNNProposer(DedupProposer):
             out.extend(super().ask(k - len(out)))
         return np.asarray(out, np.float64).reshape(k, self.space.ndim)
 
+    def explore_near(self, u: np.ndarray, budget: float, free: np.ndarray | None = None, scale: float = 0.1,
+                     candidates: int = 128, beta: float = 1.0) -> np.ndarray | None:
+        """PB2's explore step: for each source point of ``u (R, d)``, the point among the source
+        itself and ``candidates - 1`` Gaussian steps of ``scale`` on the ``free (d,)`` dimensions
+        (clipped to the cube) with the highest upper confidence bound ``mean + beta * std`` of
+        the score at ``budget``; each pick at least ``min_distance`` from the earlier ones
+        (halved while impossible). ``(R, d)``, or ``None`` while there is no posterior (in a
+        study: the fit started the tick before the last, as for ``ask``)."""
+        post = self._posterior_for_ask()
+        if post is None:
+            return None
+        u = np.atleast_2d(np.asarray(u, np.float64))
+        r, d = u.shape
+        free = np.ones(d, bool) if free is None else np.asarray(free, bool)
+        steps = self._rng.normal(scale=scale, size=(r, candidates, d)) * free
+        cands = np.clip(u[:, None, :] + steps, 0.0, 1.0)
+        cands[:, 0] = u  # staying put is a candidate too
+        means, _ = self._draws(post, cands.reshape(-1, d), budget)  # (S, R * C)
+        ucb = (means.mean(0) + beta * means.std(0)).reshape(r, candidates)
+        picks: list[np.ndarray] = []
+        for j in range(r):
+            radius, ok = self.min_distance, np.ones(candidates, bool)
+            while picks and radius > 1e-6:
+                d2 = ((cands[j][:, None, :] - np.asarray(picks)[None]) ** 2).mean(-1)
+                ok = (d2 >= radius**2).all(1)
+                if ok.any():
+                    break
+                radius /= 2
+            if not ok.any():
+                ok[:] = True
+            row = np.where(ok & np.isfinite(ucb[j]), ucb[j], -np.inf)
+            picks.append(cands[j, int(np.argmax(row)) if np.isfinite(row).any() else 0])
+        self.counts["explore"] = self.counts.get("explore", 0) + r
+        return np.asarray(picks)
+
     def _thompson(self, means: np.ndarray, k: int, pool: np.ndarray) -> list[int]:
         order = self._rng.permutation(means.shape[0])
         return spread_batch(lambda j, picks: means[order[j % len(order)]], pool, k, self.min_distance)
