@@ -373,9 +373,11 @@ class BNNProposer(DedupProposer):
         one at a time, in order, each warm-started from the one before). A study calls this once
         per tick, after the tick's scores are told, and its asks use the fit started one call
         before the newest one: that fit has had a whole tick of training to run beside, and the
-        ask waits for it if it is not done (``wait_seconds``). So a refill comes from a posterior
-        that has seen every score up to the tick before the last, and the proposals are the same
-        however long the fits take."""
+        ask waits for it if it is not done (``wait_seconds``). While that fit saw too few scores
+        to fit at all (the study's first refills, the largest wave under early stopping), an ask
+        waits for the newest fit instead. So a refill comes from a posterior that has seen every
+        score up to the tick before the last (the last, at first), and the proposals are the
+        same however long the fits take."""
         self._key, k = jax.random.split(self._key)
         self._start(self._seq, len(self.history_score), k)
         self._seq += 1
@@ -409,10 +411,14 @@ class BNNProposer(DedupProposer):
             post = self.fit()
             return None if post is None else _Fit(post, self.warp, self._fitted_on, self._lo)
         use = self._seq - 2
-        if use < 0:
-            return None
         t0 = time.perf_counter()
-        self._finish_jobs(upto=use)
+        if use >= 0:
+            self._finish_jobs(upto=use)
+        if use < 0 or self._done.get(use) is None:
+            # that fit saw too few scores (or there is none): the study's first refills, the
+            # largest wave under early stopping, wait for the newest fit instead
+            use = self._seq - 1
+            self._finish_jobs(upto=use)
         self.wait_seconds.append(time.perf_counter() - t0)
         with self._lock:
             for seq in [s for s in self._done if s < use]:
