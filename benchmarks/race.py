@@ -215,7 +215,8 @@ def table(path: str) -> list[dict]:
             reach = [_time_to(r.get("anytime", []), peer_median) for r in cells] if peer_median is not None else []
             out.append({
                 "task": task, "method": method, "seeds": len(cells), "test_return_iqm": stats.get("iqm"),
-                "test_return_ci": [stats.get("iqm_low"), stats.get("iqm_high")] if stats else None,
+                "test_return_ci": ([None if math.isnan(v) else v for v in (stats["iqm_low"], stats["iqm_high"])]
+                                   if stats else None),  # one seed: no interval
                 "tuning_score_median": _median([r["tuning_score"] for r in cells]),
                 "heldout_return_median": _median([r.get("heldout_return") for r in cells]),
                 "seconds_to_peer_median": _median([x for x in reach if x is not None]) if method != "peer" else None,
