@@ -107,6 +107,8 @@ def make(method: str, space: SearchSpace, seed: int):
         return SobolProposer(space, seed)
     if method in ("bnn-thompson", "bnn-qei"):
         return BNNProposer(space, seed, acquisition=method.split("-")[1])
+    if method == "bnn-thompson-crowded":  # Thompson batches without min_distance (the old behaviour)
+        return BNNProposer(space, seed, acquisition="thompson", min_distance=0.0)
     if method in ("bnn-thompson-cold", "bnn-qei-cold"):  # every refit from a fresh start
         return BNNProposer(space, seed, acquisition=method.split("-")[1], config=BNNConfig(warm_start=False))
     if method in ("tpe", "gp"):
