@@ -50,8 +50,8 @@ def _load_config(path: str, sets: tuple[str, ...]) -> dict:
 def _summary(res, top: int) -> None:
     click.echo(json.dumps(res.summary()))
     df = res.dataframe()
-    scored = df.status.isin(["completed", "stopped"]) & df.final_score.notna()  # Trial.scored (no inf scores)
-    done = df[scored].sort_values("final_score", ascending=False).head(top)
+    done = df[df.trial.isin([t.id for t in res.trials if t.scored])]
+    done = done.sort_values("final_score", ascending=False).head(top)
     names = [c for c in df.columns if c.startswith("config/")]
     if len(done):
         click.echo(done[["trial", "final_score", "phases", *names]].to_string(index=False))

@@ -16,12 +16,6 @@ class Proposer(Protocol):
 
     def ask(self, k: int) -> np.ndarray: ...
 
-    def forget(self, u: np.ndarray) -> None:
-        """Un-registers configurations this proposer proposed that were never run (a study
-        dropped them), so that they may be proposed again."""
-        for row in np.atleast_2d(np.asarray(u, np.float64)):
-            self.seen.discard(config_key(self.space, row))
-
     def tell(self, u: np.ndarray, scores: np.ndarray, budgets: np.ndarray) -> None: ...
 
 

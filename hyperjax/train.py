@@ -73,8 +73,8 @@ def _chunking(num_updates: int, chunk_updates: int | None) -> int:
     return 1
 
 
-def _check_schedule(agent: ActorCriticAgent, schedule, total_timesteps: int) -> list[tuple[int, dict]]:
-    """``schedule`` as ``[(start_step, values)]``, checked (values through ``agent.hparams``)."""
+def _check_schedule(agent: ActorCriticAgent, schedule, total_timesteps: int) -> list[tuple[int, Any]]:
+    """``schedule`` as ``[(start_step, agent.HParams)]``, checked (values through ``agent.hparams``)."""
     if not isinstance(schedule, (list, tuple)) or not schedule:
         raise ValueError(f"train: schedule={schedule!r} must be a non-empty list of (start_step, values)")
     out, last = [], -1
@@ -90,9 +90,15 @@ def _check_schedule(agent: ActorCriticAgent, schedule, total_timesteps: int) -> 
         hp = agent.hparams(**dict(values))  # validates names and values
         if any(np.ndim(x) for x in jax.tree.leaves(hp)):
             raise ValueError(f"train: schedule[{i}] values must be scalars")
-        out.append((int(step), dict(values)))
+        out.append((int(step), hp))
         last = step
     return out
+
+
+def _on_host(hparams: Any) -> Any:
+    """Validated hyperparameters as float32 numpy leaves ``(K,)`` (numpy, not jnp: nothing is
+    compiled while arguments are still being checked)."""
+    return jax.tree.map(lambda x: np.atleast_1d(np.asarray(x, np.float32)), hparams)
 
 
 def forward_fill_returns(return_sum: np.ndarray, return_count: np.ndarray) -> np.ndarray:
@@ -160,7 +166,7 @@ def train(
         if hparams is not None:
             raise ValueError("train: give hparams or schedule, not both")
         segments = _check_schedule(agent, schedule, int(total_timesteps))
-        hparams = segments[0][1]
+        hparams = segments[0][1]  # an agent.HParams, validated
     if hparams is None or isinstance(hparams, Mapping):
         values = dict(hparams or {})
     elif isinstance(hparams, agent.HParams):
@@ -171,8 +177,7 @@ def train(
         )
     # Validated and broadcast by name (a struct built by hand has skipped these checks).
     hparams = agent.hparams(**values)
-    # numpy, not jnp: reshaping device arrays here would compile before validation is done.
-    hp = jax.tree.map(lambda x: np.atleast_1d(np.asarray(x, np.float32)), hparams)
+    hp = _on_host(hparams)
     shape = np.shape(jax.tree.leaves(hp)[0])  # agent.hparams broadcast every leaf to one shape
     if len(shape) != 1:
         raise ValueError(f"train: hyperparameter values must be scalars or lists of K values, got shape {shape}")
@@ -189,10 +194,9 @@ def train(
     m = k * num_seeds
     runner = get_runner(agent, None if devices is None else tuple(devices))
     train_keys, eval_keys = member_keys(key, k, num_seeds)
-    hp_members = jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x), num_seeds), hp)
-    hp_segments = [hp_members] if segments is None else [
-        jax.tree.map(lambda x: jnp.repeat(jnp.asarray(np.atleast_1d(np.asarray(x, np.float32))), num_seeds),
-                     agent.hparams(**values)) for _, values in segments]
+    members = lambda h: jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x), num_seeds), h)  # noqa: E731
+    hp_members = members(hp)
+    hp_segments = [hp_members] if segments is None else [members(_on_host(h)) for _, h in segments]
 
     t0 = time.perf_counter()
     state = runner.init(train_keys, hp_members)

@@ -520,23 +520,21 @@ class BNNProposer(DedupProposer):
         steps = self._rng.normal(scale=scale, size=(r, candidates, d)) * free
         cands = np.clip(u[:, None, :] + steps, 0.0, 1.0)
         cands[:, 0] = u  # staying put is a candidate too
-        means, _ = self._draws(post, cands.reshape(-1, d), budget)  # (S, R * C)
-        ucb = (means.mean(0) + beta * means.std(0)).reshape(r, candidates)
-        picks: list[np.ndarray] = []
+        flat = cands.reshape(-1, d)  # source j's candidates: rows j * candidates ...
+        means, _ = self._draws(post, flat, budget)  # (S, R * C)
+        ucb = means.mean(0) + beta * means.std(0)
+        picks: list[int] = []
         for j in range(r):
-            radius, ok = self.min_distance, np.ones(candidates, bool)
-            while picks and radius > 1e-6:
-                d2 = ((cands[j][:, None, :] - np.asarray(picks)[None]) ** 2).mean(-1)
-                ok = (d2 >= radius**2).all(1)
-                if ok.any():
-                    break
+            mine = slice(j * candidates, (j + 1) * candidates)
+            radius = self.min_distance
+            free_ = ~_blocked_by(flat, picks, radius)[mine]
+            while not free_.any():  # at radius 0 only other sources' picks are blocked
                 radius /= 2
-            if not ok.any():
-                ok[:] = True
-            row = np.where(ok & np.isfinite(ucb[j]), ucb[j], -np.inf)
-            picks.append(cands[j, int(np.argmax(row)) if np.isfinite(row).any() else 0])
+                free_ = ~_blocked_by(flat, picks, radius if radius > 1e-6 else 0.0)[mine]
+            row = np.where(free_ & np.isfinite(ucb[mine]), ucb[mine], -np.inf)
+            picks.append(j * candidates + (int(np.argmax(row)) if np.isfinite(row).any() else 0))
         self.counts["explore"] = self.counts.get("explore", 0) + r
-        return np.asarray(picks)
+        return flat[picks]
 
     def _thompson(self, means: np.ndarray, k: int, pool: np.ndarray) -> list[int]:
         order = self._rng.permutation(means.shape[0])
