@@ -23,6 +23,7 @@ import jax
 import numpy as np
 from scipy import stats
 
+from hyperjax.analysis import expected_alpha
 from hyperjax.proposers import make_proposer
 from hyperjax.rng import as_key, generator_state, load_generator, numpy_rng
 from hyperjax.schedulers.specs import scheduler_spec
@@ -172,11 +173,6 @@ def simulate(scheduler: Any, *, slots: int = 32, trials: int = 256, phases: int 
             if best is not None else len(started) + 1)
     return SimResult(spec.name, len(started), alive, run / max(len(started) * phases, 1),
                      res.slot_utilization["while_queued"], res.slot_utilization["overall"], rank, res.ticks)
-
-
-def expected_alpha(r: float, phases: int) -> float:
-    """HyperTrick's expected compute fraction ``E[alpha] = sum_p (1 - r)^p / P``."""
-    return sum((1 - r) ** p for p in range(phases)) / phases
 
 
 __all__ = ["SPACE", "SimResult", "SyntheticPool", "cap_and_rate", "expected_alpha", "simulate", "true_final"]
