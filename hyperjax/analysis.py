@@ -1,16 +1,22 @@
 """Statistics for comparing tuners over a few seeds: the interquartile mean, bootstrap confidence
-intervals, the probability of improvement and the optimality gap (the set Agarwal et al., 2021,
-recommend for deep RL with few runs; computed with scipy).
+intervals (plain, and stratified over tasks), the probability of improvement and the optimality
+gap (the set Agarwal et al., 2021, recommend for deep RL with few runs; computed with numpy and
+scipy); per-task normalization; statistics of a trial's learning curve; and the optimism of a
+study's top scores, measured by re-training its top trials on fresh seeds.
 
-Each function takes the scores of independent runs (study seeds) ``(n,)``; NaN runs are
+The run statistics take the scores of independent runs (study seeds) ``(n,)``; NaN runs are
 refused rather than dropped, since a run that produced nothing is a result too.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+
+from hyperjax import validate
 
 
 def _runs(x, where: str) -> np.ndarray:
@@ -46,6 +52,106 @@ def bootstrap_ci(x, statistic=iqm, confidence: float = 0.95, resamples: int = 10
                           n_resamples=resamples, method="percentile", vectorized=True, rng=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
+
+def _tasks(scores, where: str) -> tuple[list[Any], list[np.ndarray]]:
+    """``(task names, [runs of each task (n_t,)])`` of a ``(runs, tasks)`` matrix (tasks named by
+    column index) or of a dict ``task -> (n_t,)``; every task needs a run, every score finite."""
+    if isinstance(scores, Mapping):
+        if not scores:
+            raise ValueError(f"{where}: scores={scores!r} holds no task")
+        names = list(scores)
+        cols = [np.asarray(scores[n], np.float64) for n in names]
+        for n, c in zip(names, cols):
+            if c.ndim != 1 or c.size == 0:
+                raise ValueError(f"{where}: scores[{n!r}]={scores[n]!r} must be a non-empty (runs,) list")
+    else:
+        a = np.asarray(scores, np.float64)
+        if a.ndim != 2 or 0 in a.shape:
+            raise ValueError(f"{where}: scores of shape {a.shape} must be a (runs, tasks) matrix with at least one "
+                             "of each, or a dict task -> (runs,)")
+        names, cols = list(range(a.shape[1])), list(a.T)
+    for n, c in zip(names, cols):
+        if not np.all(np.isfinite(c)):
+            raise ValueError(f"{where}: scores of task {n!r} must be finite, got {c.tolist()}")
+    return names, cols
+
+
+def stratified_bootstrap_ci(scores, statistic=iqm, confidence: float = 0.95, resamples: int = 10_000,
+                            seed: int = 0) -> tuple[float, float]:
+    """Stratified percentile bootstrap interval ``(low, high)`` of an aggregate over tasks
+    (Agarwal et al., 2021; rliable's ``get_interval_estimates`` with ``task_bootstrap=False``).
+
+    ``scores``: a ``(runs, tasks)`` matrix, or a dict ``task -> (runs,)`` whose tasks may have
+    different numbers of runs. Each resample draws, within every task independently, as many
+    runs as the task has, with replacement, and applies ``statistic`` to all the resampled
+    (run, task) scores together, flattened task by task into one ``(N,)`` array (``N``: the runs
+    of all tasks); by default the IQM of that array, as rliable's aggregate IQM. Aggregates
+    across tasks want normalized scores (:func:`normalize`). ``(nan, nan)`` when no task has 2
+    runs (nothing to resample).
+    """
+    from scipy import stats
+
+    where = "stratified_bootstrap_ci"
+    _, cols = _tasks(scores, where)
+    if not 0 < confidence < 1:
+        raise ValueError(f"{where}: confidence={confidence!r} must be in (0, 1)")
+    resamples = validate.integer(where, "resamples", resamples, 1)
+    if max(c.size for c in cols) < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    n = sum(c.size for c in cols)
+    # resamples in blocks of at most ~4M scores, so the memory does not grow with `resamples`
+    block = max(1, 4_000_000 // n)
+    values = []
+    for start in range(0, resamples, block):
+        b = min(block, resamples - start)
+        # runs are drawn within each task only: a task's spread, never the gaps between tasks,
+        # makes the interval (a task with one run, or constant scores, adds no width)
+        draw = np.concatenate([c[rng.integers(0, c.size, (b, c.size))] for c in cols], axis=1)  # (b, N)
+        if statistic is iqm:  # the default, vectorized over the resamples
+            values.append(stats.trim_mean(draw, 0.25, axis=1))
+        else:
+            values.append(np.array([statistic(row) for row in draw], np.float64))
+    values = np.concatenate(values)
+    alpha = 1 - confidence
+    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def normalize(scores, low, high):
+    """Min-max normalized scores ``(x - low) / (high - low)`` of each task, with given reference
+    scores per task (e.g. a random policy's as ``low`` and a reference agent's as ``high``: 0 and 1
+    after normalization), so that aggregates across tasks weigh them alike.
+
+    ``scores``: a ``(runs, tasks)`` matrix with ``low``, ``high`` scalars or ``(tasks,)``; or a
+    dict ``task -> (runs,)`` with ``low``, ``high`` scalars or dicts ``task -> value`` (covering
+    its tasks). Returns the same form as ``scores`` (an ``(runs, tasks)`` array, or a dict of
+    ``(runs,)`` arrays). ``high < low`` flips the scale (tasks where lower is better); ``high ==
+    low`` raises ValueError.
+    """
+    where = "normalize"
+    names, cols = _tasks(scores, where)
+
+    def refs(ref, field: str) -> np.ndarray:
+        if isinstance(ref, Mapping):
+            missing = [n for n in names if n not in ref]
+            if missing:
+                raise ValueError(f"{where}: {field}={ref!r} has no value for task(s) {missing}")
+            ref = [ref[n] for n in names]
+        r = np.asarray(ref, np.float64)
+        if r.ndim > 1 or (r.ndim == 1 and r.size != len(names)) or not np.all(np.isfinite(r)):
+            raise ValueError(f"{where}: {field}={ref!r} must be a finite scalar or one value per task "
+                             f"({len(names)} tasks)")
+        return np.broadcast_to(r, (len(names),))
+
+    lo, hi = refs(low, "low"), refs(high, "high")
+    same = [n for n, a, b in zip(names, lo, hi) if a == b]
+    if same:
+        raise ValueError(f"{where}: low={low!r} and high={high!r} are equal for task(s) {same}")
+    out = [(c - a) / (b - a) for c, a, b in zip(cols, lo, hi)]
+    if isinstance(scores, Mapping):
+        return dict(zip(names, out))
+    return np.stack(out, axis=1)
 
 def probability_of_improvement(x, y) -> float:
     """``P(X > Y) + P(X = Y) / 2`` for a run ``X`` of ``x`` and a run ``Y`` of ``y`` drawn
@@ -102,3 +208,171 @@ def summarize(x, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
     low, high = bootstrap_ci(a, iqm, confidence, seed=seed)
     return {"runs": int(a.size), "iqm": iqm(a), "iqm_low": low, "iqm_high": high, "mean": float(a.mean()),
             "median": float(np.median(a)), "min": float(a.min()), "max": float(a.max())}
+
+
+CURVE_STATISTICS = ("final", "auc", "slope", "stability", "seed_std", "steps_to_threshold")
+
+
+def curve_statistics(steps, scores, seed_scores=None, threshold: float | None = None) -> dict[str, float]:
+    """Statistics of one learning curve: ``scores (n,)`` at env steps ``steps (n,)`` (increasing,
+    ``n >= 1``), with the per-seed scores ``seed_scores (n, S)`` if known.
+
+    Returns ``{name: float}`` with the names of ``CURVE_STATISTICS``:
+
+    - ``final``: the last score.
+    - ``auc``: the area under the curve over env steps (trapezoid rule) divided by the steps it
+      spans, i.e. a mean score that rewards learning early; the score itself with one point.
+    - ``slope``: least-squares slope, score per 1M env steps, over the last half of the points
+      (at least 2; NaN with one point): is it still improving when it stopped?
+    - ``stability``: standard deviation (``ddof=1``) of the scores over the same last half
+      (NaN with one point).
+    - ``seed_std``: standard deviation (``ddof=1``) across seeds at the last point (NaN without
+      ``seed_scores`` or with one seed).
+    - ``steps_to_threshold``: the env steps of the first point whose score is ``>= threshold``
+      (NaN if none is, or ``threshold`` is None).
+
+    A NaN score (a phase in which no episode ended, a failed seed) makes NaN of the statistics
+    that read it rather than being skipped.
+    """
+    where = "curve_statistics"
+    x = np.asarray(steps, np.float64)
+    y = np.asarray(scores, np.float64)
+    if x.ndim != 1 or x.size == 0 or y.shape != x.shape:
+        raise ValueError(f"{where}: steps of shape {x.shape} and scores of shape {y.shape} must both be (n,), n >= 1")
+    if not np.all(np.isfinite(x)) or np.any(np.diff(x) <= 0):
+        raise ValueError(f"{where}: steps={x.tolist()} must be finite and increasing")
+    if threshold is not None:
+        threshold = validate.number(where, "threshold", threshold)
+    n = x.size
+    if n == 1:
+        auc, slope, stability = float(y[0]), math.nan, math.nan
+    else:
+        auc = float(np.trapezoid(y, x) / (x[-1] - x[0]))
+        k = max(2, (n + 1) // 2)  # the last half, its middle point included
+        xs, ys = x[-k:], y[-k:]
+        dx = xs - xs.mean()
+        slope = float((dx * (ys - ys.mean())).sum() / (dx * dx).sum() * 1e6)
+        stability = float(np.std(ys, ddof=1))
+    seed_std = math.nan
+    if seed_scores is not None:
+        s = np.asarray(seed_scores, np.float64)
+        if s.ndim != 2 or s.shape[0] != n:
+            raise ValueError(f"{where}: seed_scores of shape {s.shape} must be (n, seeds) with n = {n}")
+        if s.shape[1] >= 2:
+            seed_std = float(np.std(s[-1], ddof=1))
+    reached = math.nan
+    if threshold is not None:
+        hit = np.flatnonzero(y >= threshold)  # NaN compares False: a point with no score never reaches it
+        if hit.size:
+            reached = float(x[hit[0]])
+    return {"final": float(y[-1]), "auc": auc, "slope": slope, "stability": stability, "seed_std": seed_std,
+            "steps_to_threshold": reached}
+
+
+def trial_statistics(result, threshold: float | None = None):
+    """:func:`curve_statistics` of every trial of ``result`` (a ``StudyResult``) that reached a
+    phase boundary: a pandas DataFrame with one row per such trial and the columns ``trial``,
+    the ``CURVE_STATISTICS``, ``final_score`` and ``status``. A PBT child's curve holds its own
+    points only (from the phase at which it took over its parent's members)."""
+    import pandas as pd
+
+    columns = ["trial", *CURVE_STATISTICS, "final_score", "status"]
+    rows = []
+    for t in result.trials:
+        if not t.curve:
+            continue
+        # seed_curve[i] lists the seeds' scores at the i-th boundary: (n, S)
+        seeds = np.asarray(t.seed_curve, np.float64) if len(t.seed_curve) == len(t.curve) else None
+        if seeds is not None and seeds.ndim != 2:
+            seeds = None
+        stats = curve_statistics(t.curve_steps, t.curve, seeds, threshold)
+        rows.append({"trial": t.id, **stats, "final_score": t.final_score, "status": t.status})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _trial_agent(result, t):
+    """The agent ``t`` trained with: the study's agent with ``t``'s bucket's static settings."""
+    from hyperjax.study.buckets import bucket_agent
+
+    base = result.best_agent  # the study's agent with the best trial's bucket's settings
+    statics = set(base.static_names())
+    # result.buckets[b] adds the bucket's slots and steps_per_phase to its static settings; a
+    # study read back from a store written before the summary has none: the trial's own config
+    # holds the structural values too
+    bucket = result.buckets[t.bucket] if t.bucket < len(result.buckets) else t.config
+    return bucket_agent(base, {n: v for n, v in bucket.items() if n in statics})
+
+
+def _trial_schedule(result, t, names) -> list[tuple[int, dict[str, float]]]:
+    """``[(start_step, values)]`` of ``t``'s traced hyperparameters over its training: one entry,
+    or a PBT child's lineage (as ``StudyResult.best_schedule`` for the best)."""
+    chain = result.lineage(t.id)
+    if len(chain) == 1:
+        return [(0, {n: float(t.config[n]) for n in names if n in t.config})]
+    if t.bucket >= len(result.buckets):
+        raise ValueError(f"optimism: trial {t.id} is a PBT child, and the study records no steps_per_phase to "
+                         "replay its lineage with")
+    return result.schedule(t.id)
+
+
+def optimism(result, top_k: int = 3, seeds: int = 3, seed: int = 1, total_timesteps: int | None = None,
+             eval_episodes: int = 32):
+    """How much the study's top scores flatter their configurations: the ``top_k`` scored trials
+    of ``result`` (a ``StudyResult``; ``Trial.scored``, ranked by ``final_score``) re-trained with
+    ``hj.train`` on ``seeds`` fresh seeds (keys from ``seed``, not the study's: choose one other
+    than the study's seed) and evaluated greedily on ``eval_episodes`` episodes per seed.
+
+    A trial is re-trained with its bucket's agent and its traced hyperparameters (a PBT child
+    with its lineage's schedule, as ``StudyResult.best_schedule``) for ``total_timesteps`` env
+    steps per member, by default the steps it trained (``curve_steps[-1]``). Trials of one bucket
+    with one set of values and the same steps train in one ``hj.train`` call (one compile); a PBT
+    child's schedule in a call of its own.
+
+    Returns a pandas DataFrame, one row per trial, best tuning score first: ``trial``,
+    ``tuning_score`` (its ``final_score``), ``test_score`` (mean over the fresh seeds; NaN if one
+    failed), ``test_std`` (``ddof=1``; NaN with one seed) and ``optimism = tuning_score -
+    test_score`` (positive: the study's score was optimistic, by selection among noisy scores).
+    ValueError if the study has no scored trial.
+    """
+    import pandas as pd
+
+    from hyperjax.train import train
+
+    where = "optimism"
+    top_k = validate.integer(where, "top_k", top_k, 1)
+    seeds = validate.integer(where, "seeds", seeds, 1)
+    eval_episodes = validate.integer(where, "eval_episodes", eval_episodes, 1)
+    if total_timesteps is not None:
+        total_timesteps = validate.integer(where, "total_timesteps", total_timesteps, 1)
+    scored = sorted((t for t in result.trials if t.scored), key=lambda t: (-t.final_score, t.id))[:top_k]
+    if not scored:
+        raise ValueError(f"{where}: the study has no scored trial (completed, or stopped while running, with a "
+                         "finite final evaluation) to re-train")
+
+    returns: dict[int, np.ndarray] = {}  # trial id -> (seeds,) evaluation returns
+    groups: dict[tuple, list] = {}  # (bucket, steps) -> [(trial, agent, values)]: one train call each
+    for t in scored:
+        agent = _trial_agent(result, t)
+        steps = int(t.curve_steps[-1]) if total_timesteps is None else total_timesteps
+        schedule = _trial_schedule(result, t, agent.hparam_names())
+        if len(schedule) > 1:  # K = 1 with a schedule
+            r = train(agent, schedule=schedule, total_timesteps=steps, num_seeds=seeds, seed=seed,
+                      eval_episodes=eval_episodes)
+            returns[t.id] = r.eval_returns[0]
+        else:
+            groups.setdefault((t.bucket, steps), []).append((t, agent, schedule[0][1]))
+    for (_, steps), members in groups.items():
+        agent = members[0][1]
+        values = {n: [v[n] for _, _, v in members] for n in members[0][2]}  # (K,) leaves
+        r = train(agent, values, total_timesteps=steps, num_seeds=seeds, seed=seed, eval_episodes=eval_episodes)
+        for i, (t, _, _) in enumerate(members):
+            returns[t.id] = r.eval_returns[i]
+
+    rows = []
+    for t in scored:
+        ret = returns[t.id]  # NaN where a seed failed: the mean is NaN too
+        test = float(ret.mean())
+        std = float(np.std(ret, ddof=1)) if ret.size > 1 else math.nan
+        rows.append({"trial": t.id, "tuning_score": t.final_score, "test_score": test, "test_std": std,
+                     "optimism": t.final_score - test})
+    return pd.DataFrame(rows, columns=["trial", "tuning_score", "test_score", "test_std", "optimism"])

@@ -250,19 +250,20 @@ class Study:
         return self.now() + ticks * est <= self.max_seconds
 
     # -- configurations ------------------------------------------------------------------------
-    def proposer_ask(self, k: int) -> np.ndarray | None:
-        """``k`` cube points ``(k, d)`` from the proposer, or ``None`` when it has nothing left
-        (its ``ask`` raised ValueError). A proposer that returns the wrong shape, non-finite
-        values or points outside ``[0, 1]`` is a bug in the proposer: ValueError naming it."""
+    def proposer_ask(self, k: int, where: dict | None = None) -> np.ndarray | None:
+        """``k`` cube points ``(k, d)`` from the proposer (within ``where``, for a proposer that
+        ``asks_within``), or ``None`` when it has nothing left (its ``ask`` raised ValueError).
+        A proposer that returns the wrong shape, non-finite values or points outside ``[0, 1]``
+        is a bug in the proposer: ValueError naming it."""
         try:
-            u = self.proposer.ask(k)
+            u = self.proposer.ask(k, where=where) if where else self.proposer.ask(k)
         except ValueError:
             return None
         return check_proposals(self.proposer, u, k, self.space.ndim)
 
-    def propose(self, k: int) -> None:
+    def propose(self, k: int, where: dict | None = None) -> None:
         """Asks the proposer for ``k`` configurations and appends them to :attr:`proposed`."""
-        u = self.proposer_ask(k)
+        u = self.proposer_ask(k, where)
         if u is None:
             self.exhausted = True
             return
@@ -274,7 +275,10 @@ class Study:
 
         A proposer that learns from what it is told (``proposer.learns``, e.g. the BNN) is asked
         for the slots free now, so that every refill comes from a posterior that has seen every
-        score up to this tick; others are asked for batches of ``max(8, slots)``."""
+        score up to this tick; others are asked for batches of ``max(8, slots)``. When none of a
+        learning proposer's batch fell in ``bucket`` and it ``asks_within``, it is asked for its
+        best configuration within the bucket (rather than for batch after batch until one lands
+        there: each ask of a surrogate costs a pass over its candidate pool)."""
         rounds = 0
         while not self.exhausted and rounds < 64:
             for i, (u, cfg) in enumerate(self.proposed):
@@ -283,7 +287,11 @@ class Study:
                     return u, cfg
             rounds += 1
             if getattr(self.proposer, "learns", False):
-                self.propose(max(1, sum(int(np.sum(p.trial < 0)) for p in self.pools)))
+                if rounds > 1 and self.structural and getattr(self.proposer, "asks_within", False):
+                    self.propose(1, where={n: self.buckets[bucket][n] for n in self.structural
+                                           if n in self.buckets[bucket]})
+                else:
+                    self.propose(max(1, sum(int(np.sum(p.trial < 0)) for p in self.pools)))
             else:
                 self.propose(max(8, self.num_slots))
         return None

@@ -183,12 +183,16 @@ class StudyResult:
         them (a child continues its parent's members from the parent's phase with its own
         values); ``hj.train(agent, schedule=...)`` replays it on fresh seeds (PBT's pick is a
         schedule: its last values alone do not reproduce it). Empty without a best."""
-        if self.best is None:
-            return []
+        return [] if self.best is None else self.schedule(self.best.id)
+
+    def schedule(self, trial_id: int) -> list[tuple[int, dict[str, float]]]:
+        """Trial ``trial_id``'s traced hyperparameters over its training, as
+        :meth:`best_schedule` gives the best trial's."""
+        t = next(x for x in self.trials if x.id == trial_id)
         names = self.best_agent.hparam_names()
-        steps = int(self.buckets[self.best.bucket]["steps_per_phase"])
+        steps = int(self.buckets[t.bucket]["steps_per_phase"])
         out: list[tuple[int, dict[str, float]]] = []
-        for t in self.lineage(self.best.id):
+        for t in self.lineage(trial_id):
             entry = (t.start_phase * steps, {n: float(t.config[n]) for n in names if n in t.config})
             if out and out[-1][0] == entry[0]:
                 out[-1] = entry  # a child that took over at once

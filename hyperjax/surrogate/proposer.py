@@ -35,7 +35,7 @@ import math
 import threading
 import time
 import warnings
-from typing import Any, NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 import jax
 import numpy as np
@@ -190,18 +190,24 @@ class BNNProposer(DedupProposer):
       min_distance: picks of one batch are at least this far apart (RMS over the dimensions of
         the unit cube; 0 turns the spreading off). Default: 0.1 for Thompson batches, 0 for q-EI,
         whose greedy picks already account for the batch (benchmarks/README.md, test functions).
+      refit_growth: in a study, a new fit starts only once the scores told have grown by this
+        fraction (at least one) since the last fit started; 0 refits every tick. Fits then cost
+        O(log n) over a study of n scores instead of one per tick, which matters when ticks are
+        shorter than a fit (small phases, many structural buckets, two CPU cores).
       precompile: start compiling the surrogate's first fit program now, on a worker thread,
         so that it is ready when ``min_observations`` scores have arrived (a study trains
         meanwhile); later capacities are compiled ahead the same way by the surrogate itself.
     """
 
     learns = True  # a study asks it for the free slots each tick (Study.next_config)
+    asks_within = True  # ask(k, where=...): the best configurations within a structural bucket
 
     def __init__(self, space: SearchSpace, seed: int = 0, acquisition: str = "thompson",
                  config: BNNConfig | None = None, target_budget: float | None = None,
                  min_observations: int | None = None, num_candidates: int = 1024, num_top: int = 5,
                  num_local: int = 64, local_scale: float = 0.05, max_tries: int = 100,
-                 precompile: bool = True, warp: bool = True, min_distance: float | None = None):
+                 precompile: bool = True, warp: bool = True, min_distance: float | None = None,
+                 refit_growth: float = 0.2):
         super().__init__(space, max_tries)
         if acquisition not in ("thompson", "qei"):
             raise ValueError(f"bnn proposer: acquisition={acquisition!r} is unknown; allowed: thompson, qei")
@@ -212,8 +218,11 @@ class BNNProposer(DedupProposer):
         if isinstance(min_distance, bool) or not isinstance(min_distance, (int, float)) \
                 or not 0 <= min_distance <= 1:
             raise ValueError(f"bnn proposer: min_distance={min_distance!r} must be a number in [0, 1]")
+        if isinstance(refit_growth, bool) or not isinstance(refit_growth, (int, float)) or refit_growth < 0:
+            raise ValueError(f"bnn proposer: refit_growth={refit_growth!r} must be a number >= 0")
         self.acquisition = acquisition
         self.min_distance = float(min_distance)
+        self.refit_growth = float(refit_growth)
         # proposals made from the posterior vs from the Sobol fallback (too few scores yet)
         self.counts = {"surrogate": 0, "fallback": 0}
         self.bnn = BNN(config)
@@ -231,6 +240,7 @@ class BNNProposer(DedupProposer):
         self.wait_seconds: list[float] = []  # what each ask in a study waited for its posterior
         # fits started by refit_async (in a study, one per tick), run in order on one worker
         self._seq = 0  # fits started
+        self._refit_told = 0  # scores the newest started fit saw
         self._jobs: list[tuple[int, int, Any, concurrent.futures.Future]] = []  # (seq, told, key, future)
         self._done: dict[int, _Fit | None] = {}  # finished fits an ask may still use, by seq
         self._chain: tuple[int, dict] | None = None  # (seq, BNN state before it) of the running fit
@@ -264,7 +274,7 @@ class BNNProposer(DedupProposer):
                     "posterior": None if self.posterior is None else self.posterior.state_dict(),
                     "fitted_on": self._fitted_on, "lo": self._lo, "fit_seconds": list(self.fit_seconds),
                     "wait_seconds": list(self.wait_seconds), "warp": dataclasses.asdict(self.warp), "bnn": bnn,
-                    "counts": dict(self.counts), "seq": self._seq, "done": done,
+                    "counts": dict(self.counts), "seq": self._seq, "refit_told": self._refit_told, "done": done,
                     "unfinished": [[seq, told, key_state(key)] for seq, told, key in unfinished]}
 
     def load_state_dict(self, d: dict) -> None:
@@ -286,6 +296,7 @@ class BNNProposer(DedupProposer):
         self.bnn.load_state_dict(d["bnn"])
         self.counts = {k: int(v) for k, v in d.get("counts", {"surrogate": 0, "fallback": 0}).items()}
         self._seq = int(d.get("seq", 0))
+        self._refit_told = int(d.get("refit_told", 0))
         self._jobs, self._chain = [], None
         self._done = {int(seq): None if f is None else _Fit(Posterior.from_state(f["posterior"]),
                                                             Warp(**{k: float(v) for k, v in f["warp"].items()}),
@@ -381,9 +392,16 @@ class BNNProposer(DedupProposer):
         to fit at all (the study's first refills, the largest wave under early stopping), an ask
         waits for the newest fit instead. So a refill comes from a posterior that has seen every
         score up to the tick before the last (the last, at first), and the proposals are the
-        same however long the fits take."""
+        same however long the fits take.
+
+        A call starts nothing unless the scores told have grown by ``refit_growth`` (at least
+        one score) since the last fit started, so "tick" above reads "fit" when ticks are many."""
+        told = len(self.history_score)
+        if self._seq and told < self._refit_told + max(1, math.ceil(self.refit_growth * self._refit_told)):
+            return
         self._key, k = jax.random.split(self._key)
-        self._start(self._seq, len(self.history_score), k)
+        self._start(self._seq, told, k)
+        self._refit_told = told
         self._seq += 1
 
     def _start(self, seq: int, told: int, key) -> None:
@@ -466,9 +484,14 @@ class BNNProposer(DedupProposer):
             cands.append(np.clip(top[:, None, :] + noise, 0.0, 1.0).reshape(-1, self.space.ndim))
         return np.concatenate(cands)
 
-    def ask(self, k: int) -> np.ndarray:
+    def ask(self, k: int, where: Mapping[str, Any] | None = None) -> np.ndarray:
+        """``k`` cube points ``(k, d)``: the acquisition's batch. ``where`` (dimension name ->
+        value) asks for the best configurations with those dimensions fixed (a study asks so
+        for a free slot of a structural bucket none of the batch fell in); it is honoured when
+        the posterior is used, not by the Sobol fallback."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise ValueError(f"ask: k={k!r} must be an integer >= 0")
+        fixed = self._fixed_columns(where)
         post = self._posterior_for_ask() if k else None
         if post is None:
             self.counts["fallback"] += k
@@ -479,6 +502,8 @@ class BNNProposer(DedupProposer):
         obs_means, _ = self._draws(post, uniq, target)
         obs_mean = obs_means.mean(0)
         pool = self._pool(uniq, obs_mean)
+        for col, value in fixed:
+            pool[:, col] = value
         keys = [config_key(self.space, row) for row in pool]
         fresh, seen_now = [], set()
         for i, key in enumerate(keys):
@@ -502,6 +527,16 @@ class BNNProposer(DedupProposer):
             self.counts["fallback"] += k - len(out)
             out.extend(super().ask(k - len(out)))
         return np.asarray(out, np.float64).reshape(k, self.space.ndim)
+
+    def _fixed_columns(self, where: Mapping[str, Any] | None) -> list[tuple[int, float]]:
+        """``[(column, cube value)]`` of ``where``; ValueError naming an unknown dimension."""
+        out = []
+        for name, value in (where or {}).items():
+            if name not in self.space.dims:
+                raise ValueError(f"ask: where names {name!r}, which is not a dimension of the space "
+                                 f"({', '.join(self.space.names)})")
+            out.append((self.space.names.index(name), float(np.asarray(self.space.dims[name].encode([value]))[0])))
+        return out
 
     def explore_near(self, u: np.ndarray, budget: float, free: np.ndarray | None = None, scale: float = 0.1,
                      candidates: int = 128, beta: float = 1.0) -> np.ndarray | None:
