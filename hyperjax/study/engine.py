@@ -35,7 +35,7 @@ from hyperjax import distributed
 from hyperjax.population import Runner
 from hyperjax.study.buckets import bucket_of
 from hyperjax.study.decisions import Action, Arrival, Decision
-from hyperjax.study.records import StudyResult, Trial
+from hyperjax.study.records import StudyResult, Trial, final_objective, phase_objective
 from hyperjax.train import member_keys
 
 # The score of a member none of whose episodes has ended yet: ranks below every real return
@@ -189,13 +189,17 @@ class Study:
       t0: the ``time.perf_counter()`` at which the study's clock started.
       config: the whole study configuration as plain data (``hyperjax.config``; what the store
         keeps): for callbacks that log it.
+      objective: what the scheduler, the proposer and the choice of the best optimise
+        (``records.OBJECTIVES``; ``phase_objective`` at phase boundaries, ``final_objective``
+        for evaluated trials).
     """
 
     def __init__(self, *, agent, space, structural, buckets, pools, proposer, num_phases, seeds, budget,
                  max_seconds, eval_episodes, base_hp, key: jax.Array, scheduler_name: str,
                  observers: list | None = None, store=None, callbacks: list | None = None, t0: float | None = None,
-                 config: dict | None = None):
+                 config: dict | None = None, objective: str = "final"):
         self.agent, self.space, self.structural, self.buckets = agent, space, structural, buckets
+        self.objective = objective
         self.pools: list[Pool] = pools
         self.proposer = proposer
         self.observers = list(observers or [])
@@ -440,7 +444,8 @@ class Study:
                 t.final_score = float(vals.mean())
                 members = p.take(slot)
                 self.changes["completed"][t.id] = members
-                if self.best is None or t.final_score > self.best.final_score:
+                if self.best is None or (final_objective(self.objective, t)
+                                         > final_objective(self.objective, self.best)):
                     self.best = t
                     self.best_state = members
                     self.found_best_at = self.now()
@@ -592,7 +597,7 @@ class Study:
                 elif np.isnan(sc).any():
                     score = NO_EPISODE
                 else:
-                    score = value
+                    score = phase_objective(self.objective, t.curve, sc)
                 arrivals.append(Arrival(t.id, p.index, int(slot), t.phases, score, bad))
                 if not bad and np.isfinite(score) and score != NO_EPISODE and self.primary:
                     for obs in (self.proposer, *self.observers):
@@ -731,6 +736,7 @@ class Study:
             slot_utilization=utilization(self.busy_ticks, self.busy_ticks_waiting),
             buckets=[dict(p.bucket, slots=p.slots, steps_per_phase=p.steps) for p in self.pools],
             proposer=self.proposer,
+            objective=self.objective,
         )
 
 

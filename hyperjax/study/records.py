@@ -117,6 +117,43 @@ def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
+# What a study optimises (``tune(objective=...)``): the scheduler's and the proposer's score at
+# each phase boundary, and what ranks evaluated trials for the best.
+OBJECTIVES = ("final", "auc", "lcb")
+
+
+def phase_objective(objective: str, curve: list[float], seed_scores: np.ndarray) -> float:
+    """The objective at a phase boundary, from the trial's curve so far (``curve[-1]`` the mean
+    over seeds at this boundary, finite) and this boundary's per-seed scores ``(S,)``:
+    ``"final"``: ``curve[-1]``; ``"auc"``: the mean of the finite curve points so far (the
+    area under the curve per env step, phases being equal); ``"lcb"``: the mean over seeds minus
+    their standard deviation (ddof 1), which prefers what works on every seed."""
+    if objective == "final":
+        return float(curve[-1])
+    if objective == "auc":
+        c = np.asarray(curve, np.float64)
+        return float(c[np.isfinite(c)].mean())
+    return float(np.mean(seed_scores) - np.std(seed_scores, ddof=1))
+
+
+def final_objective(objective: str, trial: "Trial") -> float:
+    """The objective of an evaluated trial, what ranks it for the best: ``"final"``: its mean
+    greedy evaluation ``final_score``; ``"auc"``: the mean of its finite curve points (training
+    returns at every phase boundary); ``"lcb"``: the mean of its per-seed evaluations minus their
+    standard deviation (ddof 1). NaN when it has no finite final evaluation (it was not
+    evaluated, or failed)."""
+    if not math.isfinite(trial.final_score) or trial.status in ("failed", "evicted"):
+        return math.nan
+    if objective == "final":
+        return trial.final_score
+    if objective == "auc":
+        c = np.asarray(trial.curve, np.float64)
+        c = c[np.isfinite(c)]
+        return float(c.mean()) if c.size else math.nan
+    v = np.asarray(trial.final_scores, np.float64)
+    return float(v.mean() - v.std(ddof=1))
+
+
 @dataclasses.dataclass
 class StudyResult:
     """What ``tune`` returns.
@@ -136,6 +173,8 @@ class StudyResult:
       env_steps: env steps used by all members of all trials.
       slot_utilization: occupied slot-ticks / slot-ticks, ``"while_queued"`` (ticks at which
         more work was waiting) and ``"overall"``.
+      objective: what the study optimised (``OBJECTIVES``); :attr:`best` is the trial with the
+        highest :func:`final_objective` (for ``"final"``, the highest ``final_score``).
     """
 
     trials: list[Trial]
@@ -153,6 +192,7 @@ class StudyResult:
     slot_utilization: dict[str, float]
     buckets: list[dict[str, Any]]
     proposer: Any = None
+    objective: str = "final"
 
     @property
     def best_config(self) -> dict[str, Any] | None:
@@ -160,7 +200,14 @@ class StudyResult:
 
     @property
     def best_score(self) -> float:
+        """The best trial's ``final_score`` (mean greedy evaluation return)."""
         return math.nan if self.best is None else self.best.final_score
+
+    @property
+    def best_objective(self) -> float:
+        """The best trial's objective (``final_objective``; equals :attr:`best_score` for
+        ``objective="final"``)."""
+        return math.nan if self.best is None else final_objective(self.objective, self.best)
 
     @property
     def best_curve(self) -> tuple[np.ndarray, np.ndarray]:
@@ -257,9 +304,10 @@ class StudyResult:
         return pd.DataFrame(rows, columns=["trial", "slot", "start", "end", "start_tick", "end_tick", "status"])
 
     def best_so_far(self):
-        """``(seconds, best final score)`` each time the best improved: when was the best found."""
+        """``(seconds, best objective)`` each time the best improved (the objective is the final
+        score unless the study optimised another): when was the best found."""
         done = sorted(
-            (t.end_time, t.final_score) for t in self.trials if t.scored
+            (t.end_time, final_objective(self.objective, t)) for t in self.trials if t.scored
         )
         out, best = [], -math.inf
         for when, score in done:
@@ -276,6 +324,7 @@ class StudyResult:
                 counts[t.status] += 1
         return {
             "scheduler": self.scheduler,
+            **({"objective": self.objective, "best_objective": self.best_objective} if self.objective != "final" else {}),
             "trials": len(self.trials),
             **counts,
             "best_score": self.best_score,

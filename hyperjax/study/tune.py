@@ -23,7 +23,7 @@ from hyperjax.store import StudyStore, check_directory, exists, load_meta
 from hyperjax.study.buckets import allocate_slots, bucket_agent, enumerate_buckets, structural_names
 from hyperjax.study.engine import Pool, Study, check_proposals
 from hyperjax.study.policies import POLICIES, plan_brackets
-from hyperjax.study.records import StudyResult
+from hyperjax.study.records import OBJECTIVES, StudyResult
 from hyperjax.study.reader import load_study
 
 
@@ -63,6 +63,7 @@ def tune(
     snapshot_seconds: float = 5.0,
     keep_params: bool = True,
     devices: tuple | None = None,
+    objective: str = "final",
 ) -> StudyResult:
     """Runs a hyperparameter study: trials flow through ``slots`` population slots.
 
@@ -113,6 +114,13 @@ def tune(
         each trial that was the best when it completed).
       devices: devices to shard each bucket's population over (default: every device of every
         process: with one process, this machine's).
+      objective: what the scheduler and the proposer optimise at each phase boundary, and what
+        picks the best trial: ``"final"`` (the return: the training return at phase boundaries,
+        the greedy evaluation at the end), ``"auc"`` (the mean of the trial's training returns
+        over its phase boundaries so far: rewards learning fast, not only ending high) or
+        ``"lcb"`` (mean over seeds minus their standard deviation: rewards configurations that
+        work on every seed; needs ``seeds >= 2``). ``final_score`` stays the mean greedy
+        evaluation whatever the objective; ``result.best_objective`` is the best's objective.
     """
     t0 = time.perf_counter()  # the study's clock includes building (and compiling) the pools
     # -- validate on the host, before anything is traced ----------------------------------------
@@ -130,6 +138,10 @@ def tune(
     snapshot_every = _int("snapshot_every", snapshot_every, 1)
     snapshot_seconds = validate.number("tune", "snapshot_seconds", snapshot_seconds, low=0)
     keep_params = validate.boolean("tune", "keep_params", keep_params)
+    if objective not in OBJECTIVES:
+        raise ValueError(f"tune: objective={objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
+    if objective == "lcb" and seeds < 2:
+        raise ValueError(f"tune: objective='lcb' needs seeds >= 2 (a spread over seeds), got seeds={seeds}")
     if max_trials is not None:
         max_trials = _int("max_trials", max_trials, 1)
     if max_seconds is not None:
@@ -197,6 +209,8 @@ def tune(
         "eval_episodes": eval_episodes, "max_trials": max_trials, "max_seconds": max_seconds,
         "fixed": {k: float(v) for k, v in (fixed or {}).items()}, "devices": n_devices,
     }
+    if objective != "final":  # absent for the default, so stores written before it still match
+        config["objective"] = objective
     config = cfgmod.plain(config)
 
     # -- the store: new, or a study to resume -----------------------------------------------------
@@ -237,7 +251,7 @@ def tune(
         study = Study(agent=agent, space=space, structural=structural, buckets=buckets, pools=pools, proposer=proposer,
                       num_phases=num_phases, seeds=seeds, budget=budget, max_seconds=max_seconds,
                       eval_episodes=eval_episodes, base_hp=base_hp, key=k_study, scheduler_name=spec.name,
-                      observers=observers, store=writer, callbacks=cbs, t0=t0, config=config)
+                      observers=observers, store=writer, callbacks=cbs, t0=t0, config=config, objective=objective)
         extra = {"model": model} if model is not None else {}
         policy = POLICIES[spec.kind](study, spec, max_trials, numpy_rng(k_rng), **extra)
         study.precompile(policy)
