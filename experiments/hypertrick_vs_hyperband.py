@@ -26,8 +26,9 @@ seconds when the best trial's score was recorded), ``best_config`` (lr, gamma, t
 end would cost; :func:`hyperjax.analysis.compute_fraction`), and for HyperTrick ``min_alpha`` and
 ``expected_alpha`` (``E[alpha] = sum_p (1 - r)^p / Np``); also trials, env steps and slot
 utilisation. The table aggregates the seeds: IQM of the best score with a 95% bootstrap
-interval, medians of the rest, and the probability that HyperTrick's best score beats each other
-method's (Mann-Whitney, over study seeds).
+interval, medians of the rest (trials, env steps, slots busy too: methods given one budget do not
+all spend it, and wall time follows the env steps spent), and the probability that HyperTrick's
+best score beats each other method's (Mann-Whitney, over study seeds).
 """
 
 from __future__ import annotations
@@ -198,6 +199,7 @@ def table(rows: list[dict], reference: str = "hypertrick") -> list[dict]:
                 "alpha_median": _median([r["alpha"] for r in cells]),
                 "min_alpha": cells[0].get("min_alpha"), "expected_alpha": cells[0].get("expected_alpha"),
                 "slot_utilization_median": _median([r["slot_utilization"] for r in cells]),
+                "env_steps_median": _median([r["env_steps"] for r in cells]),
                 "trials_median": _median([r["trials"] for r in cells]),
                 f"p_{reference}_better": (round(analysis.probability_of_improvement(ref, scores), 3)
                                           if ref and scores and method != reference else None),
@@ -208,7 +210,7 @@ def table(rows: list[dict], reference: str = "hypertrick") -> list[dict]:
 def markdown(rows: list[dict], reference: str = "hypertrick") -> str:
     """The table as Markdown (the paper's Table 3 columns, then alpha)."""
     head = ("| game | method | seeds | best score IQM [95% CI] | max | wall s | time to best s | best config (lr, gamma, "
-            f"t_max) | alpha (min, E) | slots busy | P({reference} better) |")
+            f"t_max) | alpha (min, E) | trials | env steps | slots busy | P({reference} better) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         ci = "" if not r["best_score_ci"] else f" [{r['best_score_ci'][0]:.2f}, {r['best_score_ci'][1]:.2f}]"
@@ -223,7 +225,8 @@ def markdown(rows: list[dict], reference: str = "hypertrick") -> str:
             f"{'' if r['best_score_iqm'] is None else format(r['best_score_iqm'], '.2f')}{ci} | "
             f"{'' if r['best_score_max'] is None else format(r['best_score_max'], '.2f')} | "
             f"{r['wall_seconds_median']:.0f} | {'' if r['time_to_best_median'] is None else format(r['time_to_best_median'], '.0f')} | "
-            f"{cfg_s} | {a} | {100 * r['slot_utilization_median']:.0f}% | {'' if p is None else format(p, '.2f')} |")
+            f"{cfg_s} | {a} | {r['trials_median']:.0f} | {r['env_steps_median'] / 1e6:.2f}M | "
+            f"{100 * r['slot_utilization_median']:.0f}% | {'' if p is None else format(p, '.2f')} |")
     return "\n".join(lines)
 
 
