@@ -5,7 +5,8 @@ initialised, or ``XLA_FLAGS``/``HYPERJAX_HOST_DEVICES`` say otherwise) so that p
 sharded over them; import it before running any JAX operation. It also turns on JAX's
 persistent compilation cache in ``~/.cache/hyperjax/jax`` unless JAX already has one
 (``$HYPERJAX_COMPILE_CACHE=0`` turns it off, a path moves it: ``hyperjax.compile_cache``).
-``hj.report``/``hj.reports`` (plotly) and ``hj.watch``/``hj.render`` are imported on first use.
+``hj.report``/``hj.reports`` (plotly), ``hj.watch``/``hj.render``, ``hj.analysis`` and
+``hj.transfer`` are imported on first use.
 """
 
 from hyperjax._devices import configure_host_devices
@@ -32,6 +33,8 @@ _LAZY = {
     "reports": ("hyperjax.reports", None),
     "watch": ("hyperjax.render", "watch"),
     "render": ("hyperjax.render", None),
+    "analysis": ("hyperjax.analysis", None),
+    "transfer": ("hyperjax.transfer", None),
 }
 
 
@@ -48,6 +51,7 @@ __all__ = [
     "A2C",
     "PPO",
     "A2CHParams",
+    "analysis",
     "Choice",
     "Float",
     "Int",
@@ -75,6 +79,7 @@ __all__ = [
     "store",
     "to_optuna",
     "train",
+    "transfer",
     "tune",
     "watch",
 ]

@@ -4,6 +4,7 @@ reads one back."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import warnings
 from typing import Any, Callable, Mapping
@@ -64,6 +65,7 @@ def tune(
     keep_params: bool = True,
     devices: tuple | None = None,
     objective: str = "final",
+    transfer_from: Any = None,
 ) -> StudyResult:
     """Runs a hyperparameter study: trials flow through ``slots`` population slots.
 
@@ -121,6 +123,11 @@ def tune(
         ``"lcb"`` (mean over seeds minus their standard deviation: rewards configurations that
         work on every seed; needs ``seeds >= 2``). ``final_score`` stays the mean greedy
         evaluation whatever the objective; ``result.best_objective`` is the best's objective.
+      transfer_from: a finished study on a similar environment (its store directory, or the
+        ``StudyResult``) to start from (``hyperjax.transfer``): its best configurations are
+        proposed first, and a BNN proposer fits its observations beside this study's with a
+        task feature. Its space must be this one (ValueError naming the differences). Whether
+        it is likely to help: ``hj.transfer.similarity`` before the study.
     """
     t0 = time.perf_counter()  # the study's clock includes building (and compiling) the pools
     # -- validate on the host, before anything is traced ----------------------------------------
@@ -166,6 +173,13 @@ def tune(
             raise ValueError(f"tune: callbacks entry {cb!r} must be callable as callback(study, changes)")
     if store is not None:
         store = check_directory(store, "tune: store")
+    source = None
+    if transfer_from is not None:  # read (and checked against the space) before anything is traced
+        from hyperjax import transfer
+
+        if isinstance(transfer_from, (str, os.PathLike)):
+            transfer_from = os.path.abspath(os.fspath(transfer_from))
+        source = transfer.source_observations(transfer_from, space)
 
     structural = structural_names(space, agent)
     buckets, weights = enumerate_buckets(space, agent)
@@ -211,6 +225,9 @@ def tune(
     }
     if objective != "final":  # absent for the default, so stores written before it still match
         config["objective"] = objective
+    if transfer_from is not None:  # a directory is recorded; a result in memory by its kind only
+        config["transfer_from"] = transfer_from if isinstance(transfer_from, str) else {
+            "object": type(transfer_from).__qualname__}
     config = cfgmod.plain(config)
 
     # -- the store: new, or a study to resume -----------------------------------------------------
@@ -228,6 +245,10 @@ def tune(
         if isinstance(proposer, str):
             extra = {"target_budget": float(num_phases * phase_steps)} if proposer.startswith("bnn") else {}
             proposer = make_proposer(proposer, space, seed_int(k_prop), **extra)
+        if source is not None:
+            from hyperjax import transfer
+
+            proposer = transfer.transfer_proposer(proposer, source, space)
         # The first proposals are asked for before anything is compiled, so a proposer that
         # returns garbage fails at once.
         fresh = not points
@@ -391,10 +412,12 @@ def _versions() -> dict:
 
 def resume(store: str, *, proposer: Any = None, progress_fn: Callable | None = None, callbacks: list | None = None,
            devices: tuple | None = None, snapshot_every: int = 1, snapshot_seconds: float = 5.0,
-           keep_params: bool = True) -> StudyResult:
+           keep_params: bool = True, transfer_from: Any = None) -> StudyResult:
     """Continues the study in ``store`` from its last committed snapshot (a finished study is
     returned as it is). The configuration is read from the store; a study that used a custom
-    proposer object needs it passed again as ``proposer``."""
+    proposer object needs it passed again as ``proposer``, and one that transferred from a
+    ``StudyResult`` in memory (not a store directory) needs it passed again as
+    ``transfer_from``."""
     store = check_directory(store, "resume: store")
     if not exists(store):
         raise ValueError(f"resume: store={store!r} holds no hyperjax study")
@@ -403,6 +426,11 @@ def resume(store: str, *, proposer: Any = None, progress_fn: Callable | None = N
         if proposer is None or type(proposer).__qualname__ != c["proposer"]["object"]:
             raise ValueError(f"resume: the study used a {c['proposer']['object']} proposer object; pass it as proposer=")
         c["proposer"] = None
+    if isinstance(c.get("transfer_from"), dict):
+        if transfer_from is None or type(transfer_from).__qualname__ != c["transfer_from"]["object"]:
+            raise ValueError(f"resume: the study transferred from a {c['transfer_from']['object']} in memory; pass "
+                             "it as transfer_from=")
+        c["transfer_from"] = transfer_from
     agent, space, kwargs = cfgmod.tune_arguments(c)
     if proposer is not None:
         kwargs["proposer"] = proposer

@@ -25,6 +25,17 @@ batch itself included). Failed trials (non-finite scores) are left out of the fi
 rather than imputed: a diverging configuration tells little about the scale of good ones, and
 it can never be proposed again anyway. With fewer than ``min_observations`` finite scores the
 proposer falls back to scrambled Sobol points.
+
+Transfer (``add_source``): a finished study on another environment (the *source* task) can be
+given before the study. Its observations enter every fit beside the proposer's own, with one
+more input column, the task feature: 1 for the source's rows, 0 for the proposer's own, and
+every prediction and acquisition is made at 0 (the proposer's own task). Each task's scores are
+warped on their own (:func:`task_warp`: standardised, then Yeo-Johnson), so the two objectives
+meet in comparable units whatever their scales; what differs between the tasks beyond that is
+left to the task feature. Source observations count towards ``min_observations``: with a source
+the posterior drives the asks from the first one (its predictions at task 0 are then the
+source-informed prior). Without ``add_source`` nothing of the above applies: the inputs, the
+fits and the proposals are exactly those of a proposer without transfer.
 """
 
 from __future__ import annotations
@@ -127,6 +138,27 @@ class Warp:
         return self._d_exact(np.clip(w, self.lo, self.hi)) * self.std
 
 
+def task_warp(y: np.ndarray, yeo_johnson: bool = True) -> Warp:
+    """The warp of one task's scores ``y (n,)`` when two tasks share a fit (transfer): each task
+    is standardised on its own, so a source environment whose returns run to 500 and a target
+    whose returns run to -200 meet in units of their own spread (a shared standardisation would
+    leave the offset and the scale to the task feature, from a handful of target scores).
+    Standardised rather than rank-transformed: the target's warp must invert, to give
+    predictions back in its own units, and magnitudes (how much better the best configurations
+    are) are information the ranks throw away. With ``yeo_johnson`` and three or more distinct
+    scores this is :meth:`Warp.fit` (standardise, then Yeo-Johnson, as without transfer); with
+    fewer it only standardises (one score: centred, unit scale), where ``Warp.fit`` would
+    leave the raw scores, far from the other task's units."""
+    y = np.asarray(y, np.float64)
+    if yeo_johnson and len(y) >= 3:
+        w = Warp.fit(y)
+        if w != Warp():
+            return w
+    mean = float(np.mean(y)) if len(y) else 0.0
+    std = float(np.std(y)) if len(y) > 1 else 0.0
+    return Warp(mean, std if math.isfinite(std) and std > 1e-12 else 1.0)
+
+
 def _blocked_by(pool: np.ndarray, picks: list[int], radius: float) -> np.ndarray:
     """``(C,)``: the candidates of ``pool (C, d)`` that are picks or closer than ``radius`` (RMS
     over the cube's dimensions) to one."""
@@ -161,8 +193,9 @@ def spread_batch(score_of, pool: np.ndarray, k: int, min_distance: float) -> lis
 
 
 class _Fit(NamedTuple):
-    """A fitted posterior and what it was fitted with: the score warp, the finite observations
-    it saw, the lowest budget among them (the fidelity feature's origin)."""
+    """A fitted posterior and what it was fitted with: the score warp (of the proposer's own
+    scores), the proposer's own finite observations it saw (not counting a source's), the
+    lowest budget among them and the source's (the fidelity feature's origin)."""
 
     posterior: Posterior
     warp: Warp
@@ -197,6 +230,9 @@ class BNNProposer(DedupProposer):
       precompile: start compiling the surrogate's first fit program now, on a worker thread,
         so that it is ready when ``min_observations`` scores have arrived (a study trains
         meanwhile); later capacities are compiled ahead the same way by the surrogate itself.
+
+    A source task's observations may be added before the first fit (:meth:`add_source`,
+    transfer from a study on another environment; see the module's docstring).
     """
 
     learns = True  # a study asks it for the free slots each tick (Study.next_config)
@@ -250,6 +286,8 @@ class BNNProposer(DedupProposer):
         self.warp_scores = warp
         self.warp = Warp()  # refit with every posterior
         self._num_features = features(space, np.full((1, space.ndim), 0.5)).shape[1] + 1  # + fidelity
+        # a source task's finite observations (u (m, d), scores (m,), budgets (m,)): add_source
+        self._source: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if precompile:
             self.bnn.prepare(self.min_observations, self._num_features)
 
@@ -275,12 +313,20 @@ class BNNProposer(DedupProposer):
                     "fitted_on": self._fitted_on, "lo": self._lo, "fit_seconds": list(self.fit_seconds),
                     "wait_seconds": list(self.wait_seconds), "warp": dataclasses.asdict(self.warp), "bnn": bnn,
                     "counts": dict(self.counts), "seq": self._seq, "refit_told": self._refit_told, "done": done,
-                    "unfinished": [[seq, told, key_state(key)] for seq, told, key in unfinished]}
+                    "unfinished": [[seq, told, key_state(key)] for seq, told, key in unfinished],
+                    # only with a source: a proposer without one saves exactly what it saved before
+                    **({} if self._source is None else {"source": {
+                        "u": self._source[0], "scores": self._source[1], "budgets": self._source[2]}})}
 
     def load_state_dict(self, d: dict) -> None:
         from scipy.stats import qmc
 
         super().load_state_dict(d)
+        src = d.get("source")
+        self._source = None if src is None else (
+            np.asarray(src["u"], np.float64).reshape(-1, self.space.ndim), np.asarray(src["scores"], np.float64),
+            np.asarray(src["budgets"], np.float64))
+        self._num_features = self._base_features() + (self._source is not None)
         self._key = load_key(d["key"])
         self._seed = d["seed"]
         self._sobol = qmc.Sobol(self.space.ndim, scramble=True, seed=self._seed)
@@ -305,7 +351,7 @@ class BNNProposer(DedupProposer):
         for seq, told, key in d.get("unfinished", []):  # restarted in order, from the saved state
             self._start(int(seq), int(told), load_key(key))
         if self._precompile and len(self.history_score):
-            self.bnn.prepare(max(len(self.history_score), self.min_observations), self._num_features)
+            self.bnn.prepare(max(len(self.history_score) + self._num_source, self.min_observations), self._num_features)
 
     # -- fallbacks -----------------------------------------------------------------------------
     def _draw(self, n: int) -> np.ndarray:
@@ -316,7 +362,70 @@ class BNNProposer(DedupProposer):
     def tell(self, u: np.ndarray, scores: np.ndarray, budgets: np.ndarray) -> None:
         super().tell(u, scores, budgets)
         if self._precompile:  # observations arrive in bursts: keep the next fit's program coming
-            self.bnn.prepare(max(len(self.history_score), self.min_observations), self._num_features)
+            self.bnn.prepare(max(len(self.history_score) + self._num_source, self.min_observations), self._num_features)
+
+    # -- transfer ------------------------------------------------------------------------------
+    def _base_features(self) -> int:
+        return features(self.space, np.full((1, self.space.ndim), 0.5)).shape[1] + 1  # + fidelity
+
+    @property
+    def _num_source(self) -> int:
+        return 0 if self._source is None else len(self._source[1])
+
+    @property
+    def source(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The source task's finite observations ``(u (m, d), scores (m,), budgets (m,))``
+        (:meth:`add_source`), or ``None``."""
+        return self._source
+
+    def add_source(self, u: np.ndarray, scores: np.ndarray, budgets: np.ndarray) -> None:
+        """Adds a source task's observations (transfer from a study on another environment):
+        cube points ``u (n, d)`` of this proposer's space, their ``scores (n,)`` in the source's
+        own units and ``budgets (n,)`` in env steps on the same scale as the budgets this
+        proposer is told (``hyperjax.transfer.transfer_proposer`` rescales them to
+        ``target_budget``). Non-finite scores are left out, as failed trials are.
+
+        From then on every fit sees them with the task feature 1 (the proposer's own
+        observations 0), each task's scores warped on their own (:func:`task_warp`), and
+        every prediction is made for the proposer's own task (feature 0), in its own score
+        units once it has two or more scores of its own (before that, in the standardised units
+        the fit shares with the source: a prior's shape, good for ranking, with no level).
+        They count towards ``min_observations``: a source of that many scores or more drives
+        the asks before the proposer has a score of its own, which is the point of transfer.
+        Calls add up (one source task); no call may come after the first fit (its inputs
+        would change shape under a fitted posterior): ValueError."""
+        if self.posterior is not None or self._seq or self._fitted_on >= 0:
+            raise ValueError("add_source: the proposer has fitted its posterior already; add the source "
+                             "before the first ask or refit_async")
+        d = self.space.ndim
+        u = np.asarray(u, np.float64)
+        if u.ndim != 2 or u.shape[1] != d:
+            raise ValueError(f"add_source: u must have shape (n, {d}) (points of the unit cube), got {u.shape}")
+        n = len(u)
+        scores = np.asarray(scores, np.float64)
+        budgets = np.asarray(budgets, np.float64)
+        for name, v in (("scores", scores), ("budgets", budgets)):
+            if v.shape != (n,):
+                raise ValueError(f"add_source: {name} must have shape ({n},) like u's rows, got {v.shape}")
+        if not np.all(np.isfinite(u)) or (n and (u.min() < 0 or u.max() > 1)):
+            raise ValueError("add_source: u must be finite points of the unit cube [0, 1]")
+        if not np.all(np.isfinite(budgets) & (budgets > 0)):
+            bad = budgets[~(np.isfinite(budgets) & (budgets > 0))]
+            raise ValueError(f"add_source: budgets must be finite and > 0, got {bad[:3]}")
+        ok = np.isfinite(scores)
+        if not ok.any():
+            raise ValueError(f"add_source: none of the {n} scores is finite")
+        new = (u[ok], scores[ok], budgets[ok])
+        if self._source is not None:
+            new = tuple(np.concatenate([a, b]) for a, b in zip(self._source, new))
+        self._source = new
+        self._num_features = self._base_features() + 1  # + the task feature
+        if self._precompile:
+            self.bnn.prepare(max(len(self.history_score) + self._num_source, self.min_observations), self._num_features)
+
+    def _enough(self, n_own: int) -> bool:
+        """Whether ``n_own`` finite scores of its own (and the source's) are enough to fit."""
+        return n_own + self._num_source >= self.min_observations
 
     # -- data ----------------------------------------------------------------------------------
     def _data(self, told: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -336,32 +445,49 @@ class BNNProposer(DedupProposer):
 
     @property
     def target(self) -> float:
-        """The fidelity proposals are judged at: ``target_budget``, else the largest told."""
+        """The fidelity proposals are judged at: ``target_budget``, else the largest told (else
+        the source's largest, else 1)."""
         _, _, b = self._data()
-        return self.target_budget or (float(b.max()) if len(b) else 1.0)
+        if self.target_budget or len(b) or self._source is None:
+            return self.target_budget or (float(b.max()) if len(b) else 1.0)
+        return float(self._source[2].max())
 
     def _lowest(self, b: np.ndarray) -> float:
+        if self._source is not None:  # the source's budgets share the fidelity axis
+            b = np.concatenate([b, self._source[2]])
         return float(min(b.min(), self.target)) if len(b) else self.target
 
-    def inputs(self, u: np.ndarray, budgets: np.ndarray | float, lo: float | None = None) -> np.ndarray:
+    def inputs(self, u: np.ndarray, budgets: np.ndarray | float, lo: float | None = None,
+               task: float = 0.0) -> np.ndarray:
         """Network inputs for cube points ``u (n, d)`` at ``budgets`` (scalar or ``(n,)``);
         fidelities are measured from ``lo`` (default: the newest posterior's lowest budget,
-        else the lowest told)."""
+        else the lowest told). With a source (:meth:`add_source`) a last column holds ``task``:
+        0 for the proposer's own task (every prediction), 1 for the source's observations."""
         if lo is None:
             lo = self._lo if self._lo is not None else self._lowest(self._data()[2])
         z = self._fidelity(np.broadcast_to(np.asarray(budgets, np.float64), (len(u),)), lo, self.target)
-        return np.concatenate([features(self.space, u), z[:, None]], axis=1)
+        x = np.concatenate([features(self.space, u), z[:, None]], axis=1)
+        if self._source is not None:
+            x = np.concatenate([x, np.full((len(x), 1), float(task))], axis=1)
+        return x
 
     def _fit_on(self, key, told: int) -> _Fit | None:
         """Fits the posterior to the first ``told`` observations (None if too few); the BNN
         warm-starts from its last fit. Timed until the draws exist (asynchronous dispatch)."""
         u, y, b = self._data(told)
-        if len(y) < self.min_observations:
+        if not self._enough(len(y)):
             return None
         t0 = time.perf_counter()
-        warp = Warp.fit(y) if self.warp_scores else Warp()
         lo = self._lowest(b)
-        post = self.bnn.fit(key, self.inputs(u, b, lo), warp(y))
+        if self._source is None:
+            warp = Warp.fit(y) if self.warp_scores else Warp()
+            post = self.bnn.fit(key, self.inputs(u, b, lo), warp(y))
+        else:  # each task's scores in units of its own spread; the task feature tells them apart
+            su, sy, sb = self._source
+            warp = task_warp(y, self.warp_scores)
+            x = np.concatenate([self.inputs(u, b, lo, task=0.0), self.inputs(su, sb, lo, task=1.0)])
+            w = np.concatenate([warp(y) if len(y) else np.zeros(0), task_warp(sy, self.warp_scores)(sy)])
+            post = self.bnn.fit(key, x, w)
         jax.block_until_ready(post.draws)
         self.fit_seconds.append(time.perf_counter() - t0)
         return _Fit(post, warp, len(y), lo)
@@ -374,7 +500,7 @@ class BNNProposer(DedupProposer):
         :meth:`refit_async` started have finished."""
         self._finish_jobs()
         u, y, b = self._data()
-        if len(y) < self.min_observations:
+        if not self._enough(len(y)):
             return None
         if self._fitted_on == len(y) and self.posterior is not None:
             return self.posterior
@@ -472,6 +598,9 @@ class BNNProposer(DedupProposer):
         u, _, _ = self._data()
         if self.fit() is None:
             raise ValueError(f"bnn proposer: {self.min_observations} finite observations needed before recommending")
+        if not len(u):  # a source alone: nothing of this task's was told to recommend
+            raise ValueError("bnn proposer: recommend needs observations of the proposer's own task "
+                             "(only a source's were given)")
         uniq = np.unique(u, axis=0)
         return uniq[int(np.argmax(self.predict(uniq, budget)[0]))]
 
@@ -497,6 +626,8 @@ class BNNProposer(DedupProposer):
             self.counts["fallback"] += k
             return super().ask(k)
         u_obs, _, _ = self._data()
+        if self._source is not None:  # the source's configurations seed the local candidates too
+            u_obs = np.concatenate([u_obs, self._source[0]])
         target = self.target
         uniq = np.unique(u_obs, axis=0)
         obs_means, _ = self._draws(post, uniq, target)
