@@ -483,3 +483,28 @@ def test_fit_seconds_counts_until_the_draws_exist():
     jax.block_until_ready(post.draws)
     waited = time.perf_counter() - t0
     assert prop.fit_seconds[-1] >= 0.9 * waited, (prop.fit_seconds[-1], waited)
+
+
+def test_asks_within_a_bucket_and_refits_as_the_scores_grow():
+    """``ask(k, where=...)`` keeps the named dimensions at the given values (the engine asks so
+    for a free slot of a structural bucket the batch missed); an unknown name is refused. In a
+    study, ``refit_async`` starts a fit only once the scores grew by ``refit_growth``."""
+    prop = BNNProposer(SPACE, seed=0, config=FAST, precompile=False, min_observations=8)
+    u = prop.ask(12)
+    prop.tell(u, _objective(u), np.full(12, 1e5))
+    got = SPACE.configs(prop.ask(3, where={"c": "z", "d": 7}))
+    assert prop.counts["surrogate"] == 3 and [(c["c"], c["d"]) for c in got] == [("z", 7)] * 3
+    with pytest.raises(ValueError, match="'f', which is not a dimension"):
+        prop.ask(1, where={"f": 1})
+
+    prop = BNNProposer(SPACE, seed=0, config=FAST, precompile=False, min_observations=8)
+    fits = []
+    for n in (10, 1, 1, 2, 1, 1):  # 10 told: fit; 11: no (needs 12); 12: fit; 14: no (needs 15); 15: fit; 16: no
+        u = prop.ask(n)
+        prop.tell(u, _objective(u), np.full(n, 1e5))
+        prop.refit_async()
+        fits.append(prop.state_dict()["seq"])
+    assert fits == [1, 1, 2, 2, 3, 3]
+    assert BNNProposer(SPACE, seed=0, config=FAST, precompile=False, refit_growth=0).refit_growth == 0
+    with pytest.raises(ValueError, match="refit_growth"):
+        BNNProposer(SPACE, refit_growth=-1)
