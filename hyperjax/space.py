@@ -192,6 +192,18 @@ class SearchSpace:
     def ndim(self) -> int:
         return len(self.dims)
 
+    def fixed_columns(self, where: Mapping[str, Any] | None) -> list[tuple[int, float]]:
+        """``[(column, cube value)]`` of ``where`` (dimension name -> value): the cube
+        coordinates that hold those dimensions at those values (a proposer asked for points
+        within a structural bucket); ValueError naming an unknown dimension."""
+        out = []
+        for name, value in (where or {}).items():
+            if name not in self.dims:
+                raise ValueError(f"ask: where names {name!r}, which is not a dimension of the space "
+                                 f"({', '.join(self.names)})")
+            out.append((self.names.index(name), float(np.asarray(self.dims[name].encode([value]))[0])))
+        return out
+
     def __repr__(self) -> str:
         return f"SearchSpace({self.dims!r})"
 

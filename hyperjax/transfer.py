@@ -229,10 +229,7 @@ class FirstProposals:
         with the first points of this call given back."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise ValueError(f"ask: k={k!r} must be an integer >= 0")
-        for name in where or {}:
-            if name not in self.space.dims:
-                raise ValueError(f"ask: where names {name!r}, which is not a dimension of the space "
-                                 f"({', '.join(self.space.names)})")
+        self.space.fixed_columns(where)  # an unknown dimension is refused as the BNN refuses it
         picks = [i for i in range(len(self._first)) if not self._given[i] and self._within(i, where)][:k]
         self._given[picks] = True
         rest = k - len(picks)

@@ -285,7 +285,7 @@ class BNNProposer(DedupProposer):
         self._precompile = precompile
         self.warp_scores = warp
         self.warp = Warp()  # refit with every posterior
-        self._num_features = features(space, np.full((1, space.ndim), 0.5)).shape[1] + 1  # + fidelity
+        self._num_features = self._base_features()
         # a source task's finite observations (u (m, d), scores (m,), budgets (m,)): add_source
         self._source: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if precompile:
@@ -620,7 +620,7 @@ class BNNProposer(DedupProposer):
         the posterior is used, not by the Sobol fallback."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise ValueError(f"ask: k={k!r} must be an integer >= 0")
-        fixed = self._fixed_columns(where)
+        fixed = self.space.fixed_columns(where)
         post = self._posterior_for_ask() if k else None
         if post is None:
             self.counts["fallback"] += k
@@ -658,16 +658,6 @@ class BNNProposer(DedupProposer):
             self.counts["fallback"] += k - len(out)
             out.extend(super().ask(k - len(out)))
         return np.asarray(out, np.float64).reshape(k, self.space.ndim)
-
-    def _fixed_columns(self, where: Mapping[str, Any] | None) -> list[tuple[int, float]]:
-        """``[(column, cube value)]`` of ``where``; ValueError naming an unknown dimension."""
-        out = []
-        for name, value in (where or {}).items():
-            if name not in self.space.dims:
-                raise ValueError(f"ask: where names {name!r}, which is not a dimension of the space "
-                                 f"({', '.join(self.space.names)})")
-            out.append((self.space.names.index(name), float(np.asarray(self.space.dims[name].encode([value]))[0])))
-        return out
 
     def explore_near(self, u: np.ndarray, budget: float, free: np.ndarray | None = None, scale: float = 0.1,
                      candidates: int = 128, beta: float = 1.0) -> np.ndarray | None:
