@@ -235,25 +235,22 @@ def timeline_figure(results: dict, path: str) -> None:
     """``results``: method -> StudyResult; one slot-timeline panel per method, one time axis."""
     from matplotlib.figure import Figure
 
-    from hyperjax.reports import style
+    from hyperjax.reports import static
 
     names = list(results)
     fig = Figure(figsize=(11, 2.2 + 2.6 * len(names)), dpi=110, layout="constrained")
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
     for ax, name in zip(axes, names):
         res = results[name]
-        tl = res.timeline()
-        for status in dict.fromkeys(tl["status"]):
-            g = tl[tl["status"] == status]
-            ax.barh(g["slot"], g["end"] - g["start"], left=g["start"], height=0.8, color=style.status_color(status),
-                    edgecolor="white", lw=0.4, label=status)
+        static.slot_timeline(res, ax=ax)
         ax.axvline(res.seconds, color="black", lw=1)
-        ax.set_ylim(res.slots - 0.5, -0.5)
-        ax.set_ylabel("slot")
         ax.set_title(f"{name}: {len(res.trials)} trials, slots busy {100 * res.slot_utilization['overall']:.0f}%, "
                      f"{res.seconds:.0f} s", loc="left", fontsize=10)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    axes[-1].set_xlabel("study seconds")
+    # one time axis: the longest study's
+    end = max(res.seconds for res in results.values())
+    for ax in axes:
+        ax.set_xlim(0, end * 1.01 if end > 0 else 1)
+        ax.label_outer()
     fig.savefig(path, format="png")
 
 

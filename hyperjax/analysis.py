@@ -269,14 +269,37 @@ def curve_statistics(steps, scores, seed_scores=None, threshold: float | None = 
             "steps_to_threshold": reached}
 
 
+EXPLORATION_STATISTICS = ("entropy_initial", "entropy_final", "entropy_mean", "entropy_drop")
+
+
+def exploration_statistics(entropies) -> dict[str, float]:
+    """How a trial's policy explored: ``entropies (n,)``, the policy's entropy (nats) in each of
+    its phases (``Trial.entropy_curve``; NaN where unknown).
+
+    Returns ``{name: float}`` with the names of ``EXPLORATION_STATISTICS``: ``entropy_initial``
+    and ``entropy_final`` (the first and last known value), ``entropy_mean`` (over the known
+    phases) and ``entropy_drop`` (initial minus final: how far the policy committed; near 0 for
+    one that stopped learning or never started, negative when it grew). All NaN when none is
+    known (a failed trial, or a store written before entropies were recorded).
+    """
+    e = np.asarray(entropies, np.float64).reshape(-1)
+    known = e[np.isfinite(e)]
+    if not known.size:
+        return dict.fromkeys(EXPLORATION_STATISTICS, math.nan)
+    first, last = float(known[0]), float(known[-1])
+    return {"entropy_initial": first, "entropy_final": last, "entropy_mean": float(known.mean()),
+            "entropy_drop": first - last}
+
+
 def trial_statistics(result, threshold: float | None = None):
-    """:func:`curve_statistics` of every trial of ``result`` (a ``StudyResult``) that reached a
-    phase boundary: a pandas DataFrame with one row per such trial and the columns ``trial``,
-    the ``CURVE_STATISTICS``, ``final_score`` and ``status``. A PBT child's curve holds its own
-    points only (from the phase at which it took over its parent's members)."""
+    """:func:`curve_statistics` and :func:`exploration_statistics` of every trial of ``result``
+    (a ``StudyResult``) that reached a phase boundary: a pandas DataFrame with one row per such
+    trial and the columns ``trial``, the ``CURVE_STATISTICS``, the ``EXPLORATION_STATISTICS``,
+    ``final_score`` and ``status``. A PBT child's curve holds its own points only (from the
+    phase at which it took over its parent's members)."""
     import pandas as pd
 
-    columns = ["trial", *CURVE_STATISTICS, "final_score", "status"]
+    columns = ["trial", *CURVE_STATISTICS, *EXPLORATION_STATISTICS, "final_score", "status"]
     rows = []
     for t in result.trials:
         if not t.curve:
@@ -286,6 +309,7 @@ def trial_statistics(result, threshold: float | None = None):
         if seeds is not None and seeds.ndim != 2:
             seeds = None
         stats = curve_statistics(t.curve_steps, t.curve, seeds, threshold)
+        stats.update(exploration_statistics(t.entropy_curve))
         rows.append({"trial": t.id, **stats, "final_score": t.final_score, "status": t.status})
     return pd.DataFrame(rows, columns=columns)
 

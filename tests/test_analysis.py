@@ -203,15 +203,30 @@ def test_trial_statistics_of_recorded_curves():
         _trial(1, "evicted", phases=1, curve=[0.5], curve_steps=[100], curve_times=[1.0], seed_curve=[[0.0, 1.0]]),
         _trial(2, "queued", started=False),  # reached no boundary: no row
     ])
+    res.trials[0].entropy_curve = [0.6, math.nan]  # the second phase failed to record one
+    res.trials[1].entropy_curve = [0.5]
     df = analysis.trial_statistics(res, threshold=2.0)
-    assert list(df.columns) == ["trial", *analysis.CURVE_STATISTICS, "final_score", "status"]
+    assert list(df.columns) == ["trial", *analysis.CURVE_STATISTICS, *analysis.EXPLORATION_STATISTICS,
+                                "final_score", "status"]
     assert df.trial.tolist() == [0, 1] and df.status.tolist() == ["completed", "evicted"]
     a, b = df.iloc[0], df.iloc[1]
     assert a.final == 3.0 and a.auc == pytest.approx(2.0) and a.slope == pytest.approx(2e4)
     assert a.seed_std == pytest.approx(np.sqrt(0.5)) and a.steps_to_threshold == 200 and a.final_score == 3.5
     assert b.auc == 0.5 and b.seed_std == pytest.approx(np.sqrt(0.5)) and math.isnan(b.steps_to_threshold)
     assert math.isnan(b.final_score)
+    assert (a.entropy_initial, a.entropy_final, a.entropy_mean, a.entropy_drop) == (0.6, 0.6, 0.6, 0.0)
+    assert (b.entropy_initial, b.entropy_drop) == (0.5, 0.0)
     assert analysis.trial_statistics(_result([_trial(0, "queued", started=False)])).empty
+
+
+def test_exploration_statistics_by_hand():
+    e = analysis.exploration_statistics([1.0, math.nan, 0.7, 0.4])
+    assert e == pytest.approx({"entropy_initial": 1.0, "entropy_final": 0.4, "entropy_mean": 0.7, "entropy_drop": 0.6})
+    assert set(e) == set(analysis.EXPLORATION_STATISTICS)
+    grew = analysis.exploration_statistics([-0.5, 0.25])  # a Gaussian policy's entropy can be negative
+    assert grew["entropy_drop"] == pytest.approx(-0.75) and grew["entropy_mean"] == pytest.approx(-0.125)
+    for unknown in ([], [math.nan, math.nan]):  # a store written before entropies were recorded
+        assert all(math.isnan(v) for v in analysis.exploration_statistics(unknown).values())
 
 
 # -- compute fractions ----------------------------------------------------------------------------

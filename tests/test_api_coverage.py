@@ -89,6 +89,27 @@ def test_two_seeds_per_trial_are_recorded_and_the_score_is_their_mean(seeds_stud
     assert all(s == pytest.approx(np.mean(json.loads(per))) and len(json.loads(per)) == SEEDS for s, per in rows)
 
 
+def test_policy_entropy_is_recorded_per_phase_and_falls_faster_with_a_larger_step(seeds_study):
+    """The entropy of each trial's own members: a CartPole policy starts at ln 2 and commits
+    the faster the larger the learning rate, so a trial's entropy drop ranks with its rate
+    (members mixed up between trials would break the ranking); it survives the store."""
+    from scipy.stats import spearmanr
+
+    from hyperjax.analysis import trial_statistics
+
+    res, store = seeds_study
+    for t in res.trials:
+        assert len(t.entropy_curve) == PHASES
+        assert all(0.5 < e <= math.log(2) + 1e-6 for e in t.entropy_curve), t.entropy_curve
+    stats = trial_statistics(res).set_index("trial")
+    lr = [t.config["learning_rate"] for t in res.trials]
+    drop = [stats.loc[t.id, "entropy_drop"] for t in res.trials]
+    assert spearmanr(lr, drop).statistic > 0.8, list(zip(lr, drop))
+    assert stats["entropy_final"].tolist() == [t.entropy_curve[-1] for t in res.trials] == res.dataframe().entropy.tolist()
+    back = hj.load_study(store, params=False)
+    assert [t.entropy_curve for t in back.trials] == [t.entropy_curve for t in res.trials]
+
+
 # -- best_so_far / summary / evaluate_best ----------------------------------------------------------
 def _check_best_so_far(res):
     points = res.best_so_far()

@@ -106,11 +106,14 @@ def store_records(store: str) -> dict:
     conn = connect(store, readonly=True)
     try:
         ticks = [tuple(r) for r in conn.execute("SELECT tick, env_steps, best_score FROM ticks ORDER BY tick")]
-        obs = {}
-        for tid, steps, score in conn.execute("SELECT trial, env_steps, score FROM observations ORDER BY trial, phase"):
+        obs, ent = {}, {}
+        for tid, steps, score, entropy in conn.execute(
+                "SELECT trial, env_steps, score, entropy FROM observations ORDER BY trial, phase"):
             if score is not None:
                 obs.setdefault(tid, []).append((steps, score))
-        return {"meta": read_meta(conn), "ticks": ticks, "observations": obs}
+            if entropy is not None:
+                ent.setdefault(tid, []).append((steps, entropy))
+        return {"meta": read_meta(conn), "ticks": ticks, "observations": obs, "entropies": ent}
     finally:
         conn.close()
 
@@ -163,15 +166,16 @@ def test_wandb_history_matches_the_store(logged):
     assert study == [(t, steps) for t, steps, _ in logged.records["ticks"]]  # every tick once, in order
     best = [(r["env_steps"], r["study/best_score"]) for r in rows if "study/best_score" in r]
     assert best == [(steps, pytest.approx(b)) for _, steps, b in logged.records["ticks"] if b is not None]
-    curves: dict[int, list] = {}
-    for r in rows:
-        for k, v in r.items():
-            if k.startswith("trial/") and k.endswith("/score"):
-                curves.setdefault(int(k.split("/")[1]), []).append((r[wbmod.TRIAL_STEP], v))
-    obs = logged.records["observations"]
-    assert set(curves) == set(obs)  # every trial with an observation has its series
-    for tid, points in obs.items():
-        assert curves[tid] == [(s, pytest.approx(v)) for s, v in points], tid
+    for name, key in (("score", "observations"), ("entropy", "entropies")):
+        curves: dict[int, list] = {}
+        for r in rows:
+            for k, v in r.items():
+                if k.startswith("trial/") and k.endswith(f"/{name}"):
+                    curves.setdefault(int(k.split("/")[1]), []).append((r[wbmod.TRIAL_STEP], v))
+        obs = logged.records[key]
+        assert obs and set(curves) == set(obs)  # every trial with an observation has its series
+        for tid, points in obs.items():
+            assert curves[tid] == [(s, pytest.approx(v)) for s, v in points], (name, tid)
 
 
 def test_wandb_trial_table_and_figures(logged):
@@ -210,6 +214,8 @@ def test_tensorboard_trial_curves_equal_the_store(logged):
     for tid, points in obs.items():
         acc = tb_accumulator(os.path.join(logged.tb, tbmod.trial_run(tid)))
         assert tb_scalars(acc, tbmod.SCORE) == [(s, pytest.approx(v, rel=1e-6)) for s, v in points], tid
+        want = logged.records["entropies"][tid]
+        assert tb_scalars(acc, tbmod.ENTROPY) == [(s, pytest.approx(v, rel=1e-6)) for s, v in want], tid
 
 
 def test_tensorboard_hparams_rows_of_completed_trials(logged):

@@ -26,6 +26,7 @@ from PIL import Image
 import hyperjax as hj
 from hyperjax.reports import (
     NotApplicable,
+    exploration,
     figures,
     importance,
     learning_curves,
@@ -118,6 +119,28 @@ def test_learning_curves_one_line_per_trial_evictions_marked(ht, hypertrick_stor
     assert ax.get_xlim()[1] >= max(steps) and ax.get_xlim()[0] <= min(steps)
 
 
+def test_exploration_draws_every_recorded_entropy(ht, hypertrick_store):
+    res = ht.result
+    fig = exploration(ht)
+    lines = {tr.name.split(" (")[0]: tr for tr in fig.data if tr.name != "best trial"}
+    for status, tr in lines.items():
+        trials = [t for t in res.trials if t.status == status and t.entropy_curve]
+        runs = [list(g) for k, g in itertools.groupby(tr.y, key=lambda v: v is None) if not k]
+        assert runs == [t.entropy_curve for t in trials]
+    stored = sorted(v for (v,) in _sql(hypertrick_store, "SELECT entropy FROM observations"))
+    drawn = sorted(v for tr in lines.values() for v in tr.y if v is not None)
+    assert drawn == stored and len(stored) == sum(len(t.curve) for t in res.trials)
+    best = [tr for tr in fig.data if tr.name == "best trial"][0]
+    np.testing.assert_array_equal(best.y, res.best.entropy_curve)  # not PBT: its own curve
+    assert static.exploration(ht).axes[0].get_ylabel() == "policy entropy (nats)"
+    # a store written before entropies were recorded has none: nothing to show, said so
+    old = dataclasses.replace(res, trials=[dataclasses.replace(t, entropy_curve=[math.nan] * len(t.curve))
+                                           for t in res.trials])
+    with pytest.raises(NotApplicable, match="no policy entropy") as e:
+        exploration(old)
+    assert not e.value.kind
+
+
 def test_parallel_coordinates_log_and_categorical_axes(ht):
     res = ht.result
     fig = parallel_coordinates(ht)
@@ -177,7 +200,7 @@ def test_pbt_lineage_edges_are_the_parent_links(pbt_store):
 
 
 def test_figures_that_do_not_apply_are_left_out(ht, pbt_store):
-    assert list(figures(ht)) == ["history", "curves", "parallel", "importance", "timeline"]
+    assert list(figures(ht)) == ["history", "curves", "exploration", "parallel", "importance", "timeline"]
     assert "lineage" in figures(pbt_store) and "surrogate" not in figures(pbt_store)
     with pytest.raises(NotApplicable, match="not a PBT study") as e:
         pbt_lineage(ht)

@@ -415,3 +415,24 @@ def test_sigkill_at_any_moment_resumes_exactly(tmp_path, reference):
     assert ref.ticks >= 20
     got = hj.resume(d)
     _same(ref, got)
+
+
+def test_a_store_from_before_entropies_reads_and_gains_the_column(hypertrick_store, tmp_path):
+    """Stores written before ``observations.entropy`` existed: readers give NaN entropies, and
+    a writer opening one adds the column (NULL in the old rows) instead of failing its inserts."""
+    import shutil
+
+    old = str(tmp_path / "old")
+    shutil.copytree(hypertrick_store, old)
+    conn = sqlite3.connect(os.path.join(old, store_sqlite.FILE))
+    conn.execute("ALTER TABLE observations DROP COLUMN entropy")
+    conn.commit()
+    conn.close()
+    res = hj.load_study(old, params=False)
+    assert all(len(t.entropy_curve) == len(t.curve) and all(np.isnan(t.entropy_curve)) for t in res.trials)
+    conn = store_sqlite.connect(old)  # the writer's connection
+    try:
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(observations)")]
+        assert columns[-1] == "entropy" and conn.execute("SELECT count(entropy) FROM observations").fetchone()[0] == 0
+    finally:
+        conn.close()

@@ -24,13 +24,15 @@ def study_scalars(progress: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def trial_points(trials: list, observations: list[tuple[int, int]]) -> list[tuple[int, int, float]]:
-    """``(trial id, env steps per member, score)`` of the observations ``(trial id, curve
-    index)`` a tick recorded, finite scores only (a failed phase has none)."""
+def trial_points(trials: list, observations: list[tuple[int, int]], curve: str = "curve") -> list[tuple[int, int, float]]:
+    """``(trial id, env steps per member, value)`` of the observations ``(trial id, curve
+    index)`` a tick recorded, finite values only (a failed phase has none): the score, or with
+    ``curve="entropy_curve"`` the policy's entropy in the phase."""
     out = []
     for tid, i in observations:
         t = trials[tid]
-        v = float(t.curve[i])
+        values = getattr(t, curve)
+        v = float(values[i]) if i < len(values) else math.nan
         if math.isfinite(v):
             out.append((int(tid), int(t.curve_steps[i]), v))
     return out

@@ -4,7 +4,8 @@ Under ``logdir``, one TensorBoard run per directory::
 
     study/         study/* progress counters once per tick against env steps (all members of
                    all trials); the configuration (text); the hparams experiment
-    trials/0007/   trial/score at every phase boundary against env steps per member; for a
+    trials/0007/   trial/score at every phase boundary against env steps per member, and
+                   trial/entropy (the policy's entropy in the phase); for a
                    completed trial its hparams session (tuned values -> trial/final_score,
                    the greedy evaluation, and trial/score, its last training score)
 
@@ -34,6 +35,7 @@ from hyperjax.config import plain
 
 FINAL_SCORE = "trial/final_score"
 SCORE = "trial/score"
+ENTROPY = "trial/entropy"
 
 
 def hparam_value(v: Any) -> bool | int | float | str:
@@ -99,7 +101,8 @@ class TensorBoard:
     Args:
       logdir: the directory of this study's runs (created if missing). One study per logdir:
         a resumed study writes into the same one.
-      log_curves: every trial's learning curve (``trials/<id>``, tag ``trial/score``).
+      log_curves: every trial's learning curve (``trials/<id>``, tag ``trial/score``) and its
+        policy's entropy (``trial/entropy``).
       log_hparams: the hparams table (tuned values -> final score) of completed trials.
     """
 
@@ -140,7 +143,9 @@ class TensorBoard:
                                       float(t.final_score), float(t.last_score)))
         self._worker.put("tick", (
             int(p["env_steps"]), {} if final else study_scalars(p),  # the final call changes statuses only
-            trial_points(study.trials, changes["observations"]) if self.log_curves else [], completed,
+            [(SCORE, *x) for x in trial_points(study.trials, changes["observations"])]
+            + [(ENTROPY, *x) for x in trial_points(study.trials, changes["observations"], "entropy_curve")]
+            if self.log_curves else [], completed,
             [tid for tid in changes["trials"] if study.trials[tid].status != "running"]))
         if final:
             self.finish()
@@ -166,8 +171,8 @@ class TensorBoard:
         step, scalars, points, completed, ended = payload
         for tag, v in scalars.items():
             self._study.scalar(tag, v, step)
-        for tid, s, v in points:
-            self._trial(tid, s).scalar(SCORE, v, s)
+        for tag, tid, s, v in points:
+            self._trial(tid, s).scalar(tag, v, s)
         for tid, s, hp, final_score, last_score in completed:
             self._hparams(tid, s, hp, final_score, last_score, step)
         for tid in ended:

@@ -8,7 +8,8 @@ What the run holds:
   members of all trials).
 - ``trial/<id>/score``: every trial's learning curve (its score at each phase boundary), against
   ``trial_env_steps`` (env steps per member of that trial), as the study records them; at the
-  end also one chart of every curve (``trials/curves``).
+  end also one chart of every curve (``trials/curves``); ``trial/<id>/entropy``: the policy's
+  entropy in each phase, on the same axis.
 - ``trials``: the trial table (id, status, end reason, origin, parent, scores, config) at the
   end only (every logged table is a new file and artifact version; the curves are live).
 - summary: ``best/trial``, ``best/score`` (final greedy evaluation), ``best/config``.
@@ -48,12 +49,14 @@ STEP = "env_steps"  # the study's x axis: env steps of all members of all trials
 TRIAL_STEP = "trial_env_steps"  # a trial's x axis: env steps per member of that trial
 
 
-def curve_rows(points: list[tuple[int, int, float]]) -> list[dict[str, float]]:
+def curve_rows(points: list[tuple[int, int, float]], entropies: list[tuple[int, int, float]] = ()) -> list[dict[str, float]]:
     """W&B history rows of ``trial_points``: one row per distinct step (ascending) with every
-    trial scored at it, ``{"trial_env_steps": step, "trial/<id>/score": score, ...}``."""
+    trial scored at it, ``{"trial_env_steps": step, "trial/<id>/score": score, ...}``, and
+    ``"trial/<id>/entropy"`` for the ``entropies`` (``trial_points(..., "entropy_curve")``)."""
     rows: dict[int, dict[str, float]] = {}
-    for tid, step, v in points:
-        rows.setdefault(step, {TRIAL_STEP: step})[f"trial/{tid}/score"] = v
+    for name, pts in (("score", points), ("entropy", entropies)):
+        for tid, step, v in pts:
+            rows.setdefault(step, {TRIAL_STEP: step})[f"trial/{tid}/{name}"] = v
     return [rows[s] for s in sorted(rows)]
 
 
@@ -155,7 +158,8 @@ class WandB:
       mode: ``"online"``, ``"offline"`` or ``"disabled"``; ``None``: what ``WANDB_MODE`` says if
         set, ``"online"`` if an API key is configured (``WANDB_API_KEY`` or ``wandb login``'s
         netrc entry), else ``"offline"`` (``wandb sync`` uploads it later).
-      log_curves: log every trial's learning curve (``trial/<id>/score``, ``trials/curves``).
+      log_curves: log every trial's learning curve (``trial/<id>/score``, ``trials/curves``) and
+        its policy's entropy (``trial/<id>/entropy``).
       log_figures: log the report's figures at the end.
       **init_kwargs: more ``wandb.init`` arguments (``notes``, ``job_type``, ``settings``,
         ``id``, ``resume``, ...); they override the callback's own choices.
@@ -213,7 +217,8 @@ class WandB:
             self._worker = Worker("hyperjax-wandb", self._handle, self._close)
             self._worker.put("start", (dict(study.config), getattr(study.store, "directory", None)))
         if not changes.get("final"):
-            points = trial_points(study.trials, changes["observations"]) if self.log_curves else []
+            points = (trial_points(study.trials, changes["observations"]),
+                      trial_points(study.trials, changes["observations"], "entropy_curve")) if self.log_curves else ([], [])
             self._worker.put("tick", (study.tick, study.progress(), points))
             return
         curves = [(t.id, list(t.curve_steps), list(t.curve)) for t in study.trials] if self.log_curves else []
@@ -264,7 +269,7 @@ class WandB:
 
     def _log_tick(self, run, tick: int, progress: dict, points: list) -> None:
         run.log({STEP: int(progress["env_steps"]), **study_scalars(progress)})
-        for row in curve_rows(points):
+        for row in curve_rows(*points):
             run.log(row)
 
     def _log_final(self, wandb, run, table, best: dict, curves: list, source) -> None:

@@ -7,6 +7,7 @@ one that does not apply to the study raises :class:`NotApplicable` (a ``ValueErr
 
 - :func:`optimization_history`: best-so-far final score against time and env steps.
 - :func:`learning_curves`: every trial's curve, coloured by status, evictions marked.
+- :func:`exploration`: the policy's entropy in every trial's phases.
 - :func:`parallel_coordinates`: hyperparameters and scores (log and categorical axes).
 - :func:`importance`: Sobol indices from the BNN surrogate, else from a regression on the trials.
 - :func:`slot_timeline`: which trial held which slot when.
@@ -17,6 +18,7 @@ one that does not apply to the study raises :class:`NotApplicable` (a ``ValueErr
 
 from hyperjax.reports.build import figures, report
 from hyperjax.reports.interactive import (
+    exploration,
     importance,
     learning_curves,
     optimization_history,
@@ -30,6 +32,7 @@ from hyperjax.reports.source import NotApplicable, StudyData, load
 __all__ = [
     "NotApplicable",
     "StudyData",
+    "exploration",
     "figures",
     "importance",
     "learning_curves",

@@ -20,6 +20,10 @@ SECTIONS = {
                "Every trial's training score at each phase boundary, coloured by what became of it; an x marks "
                "where an evicted, failed or stopped trial ended; the thick line is the best trial (for PBT with its "
                "ancestors)."),
+    "exploration": ("Exploration",
+                    "The policy's entropy in each phase of every trial (nats; the mean over the phase's updates and "
+                    "seeds): configurations whose policy collapsed early stop exploring; the thick line is the best "
+                    "trial."),
     "parallel": ("Hyperparameters",
                  "One line per trial across the tuned hyperparameters (log axes for log-scaled ones) and its score. "
                  "Drag along an axis to select a range."),
@@ -45,6 +49,7 @@ SECTIONS = {
 FUNCTIONS = {
     "history": "optimization_history",
     "curves": "learning_curves",
+    "exploration": "exploration",
     "parallel": "parallel_coordinates",
     "importance": "importance",
     "timeline": "slot_timeline",
@@ -54,7 +59,7 @@ FUNCTIONS = {
 
 
 def figures(source: Any) -> dict[str, go.Figure]:
-    """Every figure that applies to the study, by name (``history``, ``curves``, ``parallel``,
+    """Every figure that applies to the study, by name (``history``, ``curves``, ``exploration``, ``parallel``,
     ``importance``, ``timeline``, ``lineage``, ``surrogate``), as plotly figures.
 
     ``source``: a store directory (read-only; the study may be running), a ``StudyResult``

@@ -100,6 +100,32 @@ def learning_curves(source: Any) -> go.Figure:
     return _layout(fig, "Learning curves", f"{n} trials; x marks where a trial was evicted, failed or stopped")
 
 
+# -- 2b ---------------------------------------------------------------------------------------------
+def exploration(source: Any) -> go.Figure:
+    """The policy's entropy in every trial's phases against its env steps, coloured by status;
+    the best trial (with its PBT ancestors) on top: which configurations kept exploring, which
+    collapsed early."""
+    data = load(source)
+    points, best = tables.exploration(data)
+    fig = go.Figure()
+    for status in style.statuses_present(points["status"]):
+        groups = list(points[points["status"] == status].groupby("trial", sort=False))
+        fig.add_trace(go.Scatter(
+            x=_gaps(groups, "env_steps"), y=_gaps(groups, "entropy"), customdata=_gaps(groups, "trial"),
+            mode="lines+markers", name=f"{status} ({len(groups)})", line=dict(color=style.status_color(status),
+                                                                               width=1.2),
+            marker=dict(size=4), opacity=0.7, connectgaps=False,
+            hovertemplate=f"trial %{{customdata}} ({status})<br>env steps %{{x:,}}<br>entropy %{{y:.4g}}<extra></extra>"))
+    if len(best):
+        fig.add_trace(go.Scatter(x=best["env_steps"], y=best["entropy"], mode="lines+markers", name="best trial",
+                                 line=dict(color=style.BEST_COLOR, width=3), marker=dict(size=6),
+                                 hovertemplate="best trial<br>env steps %{x:,}<br>entropy %{y:.4g}<extra></extra>"))
+    fig.update_xaxes(title_text=style.ENV_STEPS, rangemode="tozero")
+    fig.update_yaxes(title_text="policy entropy (nats)")
+    fig.update_layout(showlegend=True)
+    return _layout(fig, "Exploration", f"{points['trial'].nunique()} trials; mean entropy of the policy in each phase")
+
+
 # -- 3 ----------------------------------------------------------------------------------------------
 def parallel_coordinates(source: Any) -> go.Figure:
     """One line per trial across the tuned hyperparameters (log axes for log dimensions,

@@ -86,6 +86,26 @@ def learning_curves(source: Any) -> Figure:
     return fig
 
 
+def exploration(source: Any) -> Figure:
+    data = load(source)
+    points, best = tables.exploration(data)
+    fig, ax = _figure(height=5.0)
+    for status in style.statuses_present(points["status"]):
+        groups = list(points[points["status"] == status].groupby("trial", sort=False))
+        ax.plot(_nan_joined(groups, "env_steps"), _nan_joined(groups, "entropy"), color=style.status_color(status),
+                lw=1, alpha=0.6, marker=".", ms=3, label=f"{status} ({len(groups)})")
+    if len(best):
+        ax.plot(best["env_steps"], best["entropy"], color=style.BEST_COLOR, lw=2.5, marker="o", ms=4,
+                label="best trial", zorder=4)
+    ax.set_xlabel(style.ENV_STEPS)
+    ax.set_ylabel("policy entropy (nats)")
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    _title(fig, "Exploration", f"{points['trial'].nunique()} trials; mean entropy of the policy in each phase")
+    return fig
+
+
 def parallel_coordinates(source: Any) -> Figure:
     data = load(source)
     axes, scores, ids = tables.parallel(data)
@@ -147,11 +167,16 @@ def importance(source: Any) -> Figure:
     return fig
 
 
-def slot_timeline(source: Any) -> Figure:
+def slot_timeline(source: Any, ax: Any = None) -> Figure:
+    """The slot timeline; with ``ax`` (a matplotlib ``Axes``) drawn into it, untitled (several
+    studies side by side: the caller titles the panels), and its figure returned."""
     data = load(source)
     tl = tables.timeline(data)
     slots = int(data.result.slots) or (int(tl["slot"].max()) + 1 if len(tl) else 1)
-    fig, ax = _figure(height=min(16.0, max(3.2, 1.4 + 0.28 * slots)))
+    if ax is None:
+        fig, ax = _figure(height=min(16.0, max(3.2, 1.4 + 0.28 * slots)))
+    else:
+        fig = ax.figure
     for status in style.statuses_present(tl["status"]):
         g = tl[tl["status"] == status]
         ax.barh(g["slot"], g["end"] - g["start"], left=g["start"], height=0.8, color=style.status_color(status),
@@ -172,9 +197,11 @@ def slot_timeline(source: Any) -> Figure:
     ax.set_xlabel(style.SECONDS)
     ax.set_ylabel("slot")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=9)
-    util = data.result.slot_utilization.get("overall")
-    sub = f"{len(tl)} segments of {tl['trial'].nunique()} trials in {slots} slots"
-    _title(fig, "Slot timeline", sub + (f"; slots busy {100 * util:.0f}% of the slot-ticks" if util is not None else ""))
+    if fig.axes == [ax]:  # a figure of its own
+        util = data.result.slot_utilization.get("overall")
+        sub = f"{len(tl)} segments of {tl['trial'].nunique()} trials in {slots} slots"
+        _title(fig, "Slot timeline",
+               sub + (f"; slots busy {100 * util:.0f}% of the slot-ticks" if util is not None else ""))
     return fig
 
 

@@ -126,6 +126,32 @@ def curves(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return points, ends_df, pd.DataFrame({"env_steps": steps, "score": scores})
 
 
+def exploration(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The policy's entropy in every trial's phases.
+
+    Returns:
+      points: one row per (trial, phase) with a known entropy: ``trial``, ``status``,
+        ``env_steps`` (per member, at the phase's end), ``entropy`` (nats).
+      best: the best trial's, its PBT ancestors' parts first: ``env_steps``, ``entropy``.
+
+    Raises :class:`NotApplicable` when no trial has a known entropy (none reached a phase
+    boundary yet, or the store was written before entropies were recorded).
+    """
+    res = data.result
+    rows = [{"trial": t.id, "status": t.status, "env_steps": s, "entropy": e}
+            for t in res.trials for s, e in zip(t.curve_steps, t.entropy_curve) if math.isfinite(e)]
+    if not rows:
+        raise NotApplicable("no policy entropy recorded yet")
+    best_rows = []
+    if res.best is not None:
+        chain = res.lineage(res.best.id)
+        for i, t in enumerate(chain):
+            upto = chain[i + 1].start_phase - t.start_phase if i + 1 < len(chain) else len(t.entropy_curve)
+            best_rows += [{"env_steps": s, "entropy": e} for s, e in zip(t.curve_steps[:upto], t.entropy_curve[:upto])]
+    return (pd.DataFrame(rows, columns=["trial", "status", "env_steps", "entropy"]),
+            pd.DataFrame(best_rows, columns=["env_steps", "entropy"]))
+
+
 # -- 3. parallel coordinates ------------------------------------------------------------------------
 @dataclasses.dataclass
 class Axis:

@@ -19,7 +19,8 @@ Tables (readable with ``sqlite3`` or ``pandas.read_sql`` without hyperjax; JSON 
   final members, or NULL).
 - ``observations``: every phase boundary of every trial (``trial``, ``phase`` (0-based index in
   its curve), ``env_steps`` per member, ``score`` (mean over seeds; NULL if non-finite),
-  ``seed_scores`` (JSON), ``seconds`` (study clock), ``tick``).
+  ``seed_scores`` (JSON), ``seconds`` (study clock), ``tick``, ``entropy``: the policy's entropy
+  in the phase, NULL if non-finite or not recorded).
 - ``segments``: which slot a trial held when (``trial``, ``idx``, ``slot``, ``start``, ``end``,
   ``start_tick``, ``end_tick``).
 - ``decisions``: every decision (``tick``, ``seq``, ``action``, ``trial``, ``pool``, ``slot``,
@@ -69,7 +70,7 @@ CREATE TABLE IF NOT EXISTS trials (
     compute_seconds REAL, config TEXT, u TEXT, seeds INTEGER, params_tick INTEGER);
 CREATE TABLE IF NOT EXISTS observations (
     trial INTEGER, phase INTEGER, env_steps INTEGER, score REAL, seed_scores TEXT, seconds REAL, tick INTEGER,
-    PRIMARY KEY (trial, phase));
+    entropy REAL, PRIMARY KEY (trial, phase));
 CREATE TABLE IF NOT EXISTS segments (
     trial INTEGER, idx INTEGER, slot INTEGER, start REAL, "end" REAL, start_tick INTEGER, end_tick INTEGER,
     PRIMARY KEY (trial, idx));
@@ -177,8 +178,20 @@ def connect(directory: str, readonly: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a committed tick survives a power cut too
         conn.executescript(_SCHEMA)
+        _add_missing_columns(conn)
     conn.row_factory = sqlite3.Row
     return conn
+
+
+# columns added after the first stores were written: (table, column, type); an older store gets
+# them (NULL in its old rows) when a writer opens it
+_ADDED_COLUMNS = (("observations", "entropy", "REAL"),)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def read_meta(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -371,8 +384,11 @@ class StudyStore:
             rows = []
             for tid, i in changes["observations"]:
                 t = study.trials[tid]
-                rows.append((tid, i, t.curve_steps[i], _num(t.curve[i]), _json(t.seed_curve[i]), t.curve_times[i], tick))
-            self.conn.executemany("INSERT OR REPLACE INTO observations VALUES (?,?,?,?,?,?,?)", rows)
+                ent = _num(t.entropy_curve[i]) if i < len(t.entropy_curve) else None
+                rows.append((tid, i, t.curve_steps[i], _num(t.curve[i]), _json(t.seed_curve[i]), t.curve_times[i], tick,
+                             ent))
+            self.conn.executemany("INSERT OR REPLACE INTO observations (trial, phase, env_steps, score, seed_scores, "
+                                  "seconds, tick, entropy) VALUES (?,?,?,?,?,?,?,?)", rows)
             self.conn.executemany(
                 "INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?,?,?,?)",
                 [(tick, i, d.action.value, d.trial, d.pool, d.slot, d.source, d.reason)

@@ -504,7 +504,7 @@ class Study:
                 self.section = "train"
                 active = [p for p in self.pools if len(p.occupied())]
                 outs = [(p, p.advance()) for p in active]
-                host = distributed.fetch([(m.return_sum, m.return_count, m.failed) for _, m in outs])
+                host = distributed.fetch([(m.return_sum, m.return_count, m.failed, m.entropy) for _, m in outs])
                 train_s = time.perf_counter() - t_train
                 self.section = "tuner"
                 self.timing["train"] += train_s
@@ -570,11 +570,12 @@ class Study:
         now = self.now()
         total_member_steps = sum(len(p.occupied()) * p.seeds * p.steps for p, _ in outs)
         arrivals = []
-        for (p, _), (rsum, rcount, failed) in zip(outs, host):
+        for (p, _), (rsum, rcount, failed, entropy) in zip(outs, host):
             m = p.members
             scores = member_scores(np.asarray(rsum[:m]), np.asarray(rcount[:m]), p.last_member_score)
             p.last_member_score = scores
             failed = np.asarray(failed[:m, -1])
+            entropy = np.asarray(entropy[:m], np.float64).mean(axis=1)  # (m,): the phase's updates
             for slot in p.occupied():
                 t = self.trials[p.trial[slot]]
                 idx = p.members_of(slot)
@@ -590,6 +591,10 @@ class Study:
                 t.curve_steps.append(t.phases * p.steps)  # PBT children count from their parent's
                 t.curve_times.append(now)
                 t.seed_curve.append([float(v) for v in sc])
+                # a study resumed from a store written before entropies were recorded: NaN there
+                t.entropy_curve.extend([math.nan] * (len(t.curve) - 1 - len(t.entropy_curve)))
+                ent = entropy[idx]
+                t.entropy_curve.append(math.nan if bad or not np.isfinite(ent).all() else float(ent.mean()))
                 self.changes["trials"].add(t.id)
                 self.changes["observations"].append((t.id, len(t.curve) - 1))
                 if bad:

@@ -47,6 +47,7 @@ def read_trials(conn) -> list[Trial]:
         t.curve_steps.append(r["env_steps"])
         t.curve_times.append(r["seconds"])
         t.seed_curve.append(json.loads(r["seed_scores"]))
+        t.entropy_curve.append(_float(r["entropy"]) if "entropy" in r.keys() else math.nan)
     for r in conn.execute("SELECT * FROM segments ORDER BY trial, idx"):
         trials[r["trial"]].segments.append([r["slot"], _float(r["start"]), _float(r["end"]), r["start_tick"], r["end_tick"]])
     for t in trials.values():  # JSON has no tuples: tuple-valued settings (layer widths) come back as lists

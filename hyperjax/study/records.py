@@ -27,7 +27,10 @@ class Trial:
     second half of the phase) at the ``i``-th phase boundary it reached, ``curve_steps[i]`` the
     env steps per member at that boundary. ``final_score`` is the mean greedy evaluation return
     over held-apart episodes, set for completed trials and for trials the study's end stopped
-    while they ran (NaN for the others).
+    while they ran (NaN for the others). ``entropy_curve[i]`` is the policy's entropy (nats, the
+    mean over the phase's updates, minibatches and seeds) in the phase ending at boundary ``i``:
+    how much the policy still explores (NaN where a seed failed; empty in stores written before
+    it was recorded).
     """
 
     id: int
@@ -45,6 +48,7 @@ class Trial:
     curve_steps: list[int] = dataclasses.field(default_factory=list)
     curve_times: list[float] = dataclasses.field(default_factory=list)  # study seconds at each boundary
     seed_curve: list[list[float]] = dataclasses.field(default_factory=list)  # per seed, at each boundary
+    entropy_curve: list[float] = dataclasses.field(default_factory=list)  # policy entropy in each phase
     final_score: float = math.nan
     final_scores: list[float] = dataclasses.field(default_factory=list)  # per seed
     env_steps: int = 0  # env steps it consumed, all seeds together
@@ -74,6 +78,10 @@ class Trial:
     def last_score(self) -> float:
         return self.curve[-1] if self.curve else math.nan
 
+    @property
+    def last_entropy(self) -> float:
+        return self.entropy_curve[-1] if self.entropy_curve else math.nan
+
     def row(self) -> dict[str, Any]:
         """A flat dict for the trials DataFrame (config values as ``config/<name>`` columns)."""
         out = {
@@ -86,6 +94,7 @@ class Trial:
             "phases": self.phases,
             "final_score": self.final_score,
             "last_score": self.last_score,
+            "entropy": self.last_entropy,
             "env_steps": self.env_steps,
             "compute_seconds": self.compute_seconds,
             "slot": self.slot,
