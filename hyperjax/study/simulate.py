@@ -52,6 +52,7 @@ class _Metrics:
     return_sum: np.ndarray  # (M, 1)
     return_count: np.ndarray  # (M, 1)
     failed: np.ndarray  # (M, 1)
+    entropy: np.ndarray  # (M, 1): NaN, a synthetic member has no policy
 
 
 class _Evaluator:
@@ -119,7 +120,8 @@ class SyntheticPool:
         skill = self.state["skill"] + (q - self.state["skill"]) * rate
         self.state = {"skill": skill}
         score = skill + self.noise * self.rng.normal(size=self.members)
-        return _Metrics(score[:, None], np.ones((self.members, 1)), np.zeros((self.members, 1), bool))
+        return _Metrics(score[:, None], np.ones((self.members, 1)), np.zeros((self.members, 1), bool),
+                        np.full((self.members, 1), np.nan))
 
     def occupied(self) -> np.ndarray:
         return np.flatnonzero(self.trial >= 0)
