@@ -216,6 +216,25 @@ class Runner:
         return time.perf_counter() - t0
 
 
+    def precompile_advance(self, state: MemberState, hp, index: np.ndarray, num_updates: int) -> float:
+        """Compiles :meth:`take` of ``index`` (k,) members of ``state``, :meth:`advance` of ``k``
+        members and :meth:`put` of them back, without running them (a study compacting its idle
+        slots away runs these). Returns the seconds spent."""
+        t0 = time.perf_counter()
+        index = np.asarray(index, np.int32)
+        k = len(index)
+        take = self._take.lower(state, index).compile()
+        sub = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh, weak_type=a.weak_type),
+                           jax.eval_shape(self._take, state, index), take.output_shardings)
+        hp_k = self._put(jax.tree.map(lambda x: np.asarray(x)[np.zeros(k, np.int64)], hp), k)
+        adv = self._advance.lower(sub, hp_k, num_updates=int(num_updates)).compile()
+        out = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh, weak_type=a.weak_type),
+                           jax.eval_shape(functools.partial(self._advance, num_updates=int(num_updates)), sub, hp_k)[0],
+                           adv.output_shardings[0])
+        self._put_back.lower(state, index, out).compile()
+        return time.perf_counter() - t0
+
+
 def get_runner(agent: ActorCriticAgent, devices: tuple | None = None) -> Runner:
     """The cached :class:`Runner` for ``agent`` on ``devices`` (default: every device of every
     process); compiled programs are reused across calls, however the arguments are spelled

@@ -55,7 +55,7 @@ def persist(self, study, policy, changes, final=False):
 StudyStore.persist = persist
 
 
-def run(case: str, scheduler: dict, crash_at: int | None = None, store: str | None = None) -> None:
+def run(case: str, scheduler: dict, crash_at: int | None = None, store: str | None = None, **overrides) -> None:
     jax.clear_caches()
     events.clear()
     tick["now"] = 1  # setup and the first tick
@@ -66,7 +66,7 @@ def run(case: str, scheduler: dict, crash_at: int | None = None, store: str | No
 
     crash["at"] = crash_at
 
-    agent, space, kwargs = tune_arguments({**STUDY, "scheduler": scheduler})
+    agent, space, kwargs = tune_arguments({**STUDY, "scheduler": scheduler, **overrides})
     extra = {"store": store, "snapshot_seconds": 0} if store else {}
     try:
         res = hj.tune(agent, space, callbacks=[callback], **kwargs, **extra)
@@ -83,6 +83,7 @@ def run(case: str, scheduler: dict, crash_at: int | None = None, store: str | No
     print(json.dumps({
         "case": case, "ticks": res.ticks, "completed": sum(t.status == "completed" for t in res.trials),
         "copies": sum(t.origin == "pbt" for t in res.trials), "resumes": resumes,
+        "compacted": res.slot_utilization["compute"] > res.slot_utilization["overall"],
         # compiles on the study's thread after its first tick (setup and the first tick compile)
         "late": [e for e in events if e[0] > 1 and e[1] == "MainThread"],
         "late_other_threads": sum(1 for e in events if e[0] > 1 and e[1] != "MainThread"),
@@ -91,5 +92,8 @@ def run(case: str, scheduler: dict, crash_at: int | None = None, store: str | No
 
 store = os.path.join(sys.argv[1], "sh")
 run("pbt", {"name": "pbt"})
+# 8 slots on 2 devices: the tail runs as populations of 4 (compaction's programs, compiled on a
+# worker thread)
+run("hypertrick (compacted)", {"name": "hypertrick", "r": 0.3}, slots=8, budget=8 * 4 * 256 * 6)
 run("successive_halving (killed)", {"name": "successive_halving"}, crash_at=6, store=store)
 run("successive_halving (resumed)", {"name": "successive_halving"}, store=store)

@@ -1,6 +1,7 @@
 """What compiles when. A study compiles during setup and its first tick, and nothing on its own
 thread after that: not at the first completion (evaluate, take), the first resume of a paused
-trial (put), PBT's first copy, a revision of HyperTrick's N, or after resuming from a store.
+trial (put), PBT's first copy, a revision of HyperTrick's N, a tail run as a smaller population
+(compaction), or after resuming from a store.
 Counted from JAX's backend-compile events in a fresh process (a test process's warm caches
 would hide compiles)."""
 
@@ -22,9 +23,12 @@ def test_nothing_compiles_on_the_study_thread_after_the_first_tick(tmp_path):
     out = subprocess.run([sys.executable, SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     cases = {d["case"]: d for d in map(json.loads, filter(lambda s: s.startswith("{"), out.stdout.splitlines()))}
-    assert set(cases) == {"pbt", "successive_halving (killed)", "successive_halving (resumed)"}
-    for name in ("pbt", "successive_halving (resumed)"):
+    assert set(cases) == {"pbt", "hypertrick (compacted)", "successive_halving (killed)",
+                          "successive_halving (resumed)"}
+    for name in ("pbt", "hypertrick (compacted)", "successive_halving (resumed)"):
         assert cases[name]["late"] == [], (name, cases[name]["late"])
+    # a study's tail ran as a smaller population, compiled beside the study, not on its thread
+    assert cases["hypertrick (compacted)"]["compacted"] and cases["hypertrick (compacted)"]["late_other_threads"] > 0
     # each path was taken: PBT copies; completions (evaluate, take) and resumes of paused trials
     # (put) after the study was resumed from its store
     assert cases["pbt"]["copies"] > 0

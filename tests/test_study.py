@@ -408,21 +408,33 @@ def test_project_onto_the_space():
     np.testing.assert_allclose(project(g, np.array([0.99 * 1.2, 0.99 * 0.8, 0.99]), np.full(3, 0.99)), [0.999, 0.9, 0.99])
 
 
-def test_hypertrick_budget_sets_number_of_trials():
-    """The budget sets how many trials start, exactly. HyperTrick's N = budget / (phase cost *
-    sum_p (1 - r)^p) = 48 / 1.875 -> 25 caps them; within it, at every fill as many start as
-    there are free slots while (a) the env steps used, plus what every running trial could still
-    use, plus the new trials' whole runs fit the budget and (b) after the first fill, the budget
-    left could still keep every slot busy for a whole trial. Replayed from the study's own state
-    at every tick (the count is two-sided: no more and no fewer than the rule allows)."""
+def test_hypertrick_budget_sets_number_of_trials(monkeypatch):
+    """The budget sets how many trials start, exactly. HyperTrick's N starts at budget / (phase
+    cost * sum_p (1 - r)^p) = 48 / 1.875 -> 25 and is revised before every fill to what the rest
+    of the budget affords at the observed survival (never above 25); within it, at every fill as
+    many start as there are free slots while (a) the env steps used, plus what every running
+    trial could still use, plus the new trials' whole runs fit the budget and (b) after the first
+    fill, the budget left could still keep every slot busy for a whole trial. Replayed from the
+    study's own state at every tick (the count is two-sided: no more and no fewer than the rule
+    allows)."""
+    from hyperjax.study.policies import AsyncPolicy
+
     slots, phases, budget = 6, 4, 6 * 4 * PHASE * 2
     n_max = int(budget // (PHASE * sum(0.5**p for p in range(phases))))
     assert n_max == 25
+    ns = {0: n_max}  # tick -> N the fill after it used (the first fill: the budget's)
+    revise = AsyncPolicy._revise_n_from_budget
+
+    def recorded(self, study):
+        revise(self, study)
+        ns[study.tick] = self.max_trials
+
+    monkeypatch.setattr(AsyncPolicy, "_revise_n_from_budget", recorded)
 
     def allowed(tick, trials, used, committed, running):
         """Trials the fill after ``tick`` ticks may start."""
         j = 0
-        while (j < slots - running and trials + j < n_max
+        while (j < slots - running and trials + j < ns[tick]
                and used + committed + (j + 1) * phases * PHASE <= budget
                and (tick == 0 or budget - used >= phases * slots * PHASE)):
             j += 1
@@ -439,12 +451,51 @@ def test_hypertrick_budget_sets_number_of_trials():
 
     res = _study(scheduler=HyperTrick(r=0.5), budget=budget, callbacks=[record])
     assert len(states) == res.ticks + 1  # the state before every fill, the last one started nothing
+    assert all(1 <= n <= n_max for n in ns.values()) and min(ns.values()) < n_max  # revised, within bounds
     starts = [t.segments[0][3] for t in res.trials]  # the tick count at each trial's fill
     for tick, trials, used, committed, running in states:
-        assert starts.count(tick) == allowed(tick, trials, used, committed, running), (tick, states)
+        assert starts.count(tick) == allowed(tick, trials, used, committed, running), (tick, states, ns)
     assert len(res.trials) == sum(allowed(*st) for st in states)
-    assert 10 <= len(res.trials) < n_max and res.env_steps <= budget  # the budget rule, not the cap, ended it
+    assert 10 <= len(res.trials) <= n_max and res.env_steps <= budget
     assert math.isfinite(res.best_score)
+
+
+def test_hypertricks_n_follows_the_observed_survival():
+    """The observed survival at each phase boundary and the expected phases still to run, by
+    hand."""
+    from types import SimpleNamespace as T
+
+    from hyperjax.study.policies import remaining_phases, survival
+
+    trials = [T(phases=1, start_phase=0, origin="proposer", status="evicted"),
+              T(phases=2, start_phase=0, origin="proposer", status="evicted"),
+              T(phases=2, start_phase=0, origin="proposer", status="running"),
+              T(phases=1, start_phase=0, origin="proposer", status="running"),
+              T(phases=4, start_phase=0, origin="proposer", status="completed"),
+              T(phases=3, start_phase=1, origin="pbt", status="running"),  # a PBT child: not the rule's
+              T(phases=1, start_phase=0, origin="proposer", status="failed")]  # says nothing of the rule
+    s = survival(trials, 4, prior=0.5, min_decided=2)
+    # boundary 1: 5 decided (evicted, then 4 went on: phases 2, 2, running at 1, completed);
+    # boundary 2: 3 decided (evicted, running, completed: 2 went on); boundary 3: 1 decided < 2
+    np.testing.assert_allclose(s, [1.0, 4 / 5, 2 / 3, 0.5, 0.0])
+    assert remaining_phases(s, 0) == pytest.approx(1 + 4 / 5 + 4 / 5 * 2 / 3 + 4 / 5 * 2 / 3 * 0.5)
+    assert remaining_phases(s, 2) == pytest.approx(1 + 0.5)
+    assert remaining_phases(s, 3) == pytest.approx(1.0)
+    assert remaining_phases(s, 4) == 0.0
+
+
+def test_hypertricks_compute_fraction_comes_near_its_expectation():
+    """With N from the budget (no max_trials), the fraction of trial-phases run stays near
+    E[alpha] = sum_p (1 - r)^p / P: N revised to what the study starts keeps the rule's quotas
+    right (with N fixed at budget / expected cost only 37-39 of 79 trials started here and alpha
+    was 0.62-0.66: the quotas let nearly everything through)."""
+    from hyperjax.analysis import expected_alpha
+    from hyperjax.study.simulate import simulate
+
+    e = expected_alpha(0.25, 10)
+    for seed in range(2):
+        r = simulate(HyperTrick(r=0.25), slots=8, trials=None, phases=10, budget=300, seed=seed)
+        assert r.trials >= 50 and r.compute_fraction < e + 0.15, (r, e)
 
 
 class _BadProposer:

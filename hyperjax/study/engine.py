@@ -21,6 +21,7 @@ is a pytree (device), so a study resumed from tick N continues exactly as if nev
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import math
 import threading
@@ -50,6 +51,11 @@ _COMPILE_EVENTS = (
     "/jax/core/compile/backend_compile_duration",
 )
 _ACTIVE: list = []  # the study running now, if any
+
+# Smaller populations a pool may compact its occupied slots into: half and a quarter of its
+# size. Each costs one compile of its programs (about 5 s on two CPU cores, on a worker thread),
+# and a study's tail drains geometrically, so a third halving would save little more.
+COMPACT_LEVELS = 2
 
 
 def _on_event(name: str, seconds: float, **_) -> None:
@@ -93,6 +99,50 @@ class Pool:
         self._refill_mask = np.zeros(self.members, bool)
         self._resume: list[tuple[np.ndarray, Any]] = []
         self.just_failed: set[int] = set()  # slots freed by a failure this tick
+        self.size = runner.padded(self.members)  # members the compiled programs hold
+        self.compact_sizes: tuple[int, ...] = ()  # smaller sizes advance may run (compact_sizes())
+        self._compiled: concurrent.futures.Future | None = None
+        self.advanced_index: np.ndarray | None = None  # members the last advance ran, if not all
+
+    # -- compaction: idle slots cost nothing ------------------------------------------------
+    def compact_sizes_for(self, levels: int) -> tuple[int, ...]:
+        """:func:`compact_sizes` of this pool on its runner's devices."""
+        return compact_sizes(self.size, self.runner.mesh.devices.size, levels)
+
+    def compile_compact(self) -> concurrent.futures.Future:
+        """Compiles ``take``, ``advance`` and ``put`` at every :attr:`compact_sizes` on a worker
+        thread (the study's thread goes on training); :meth:`advance` waits for it before it
+        first runs a smaller population, so which size ran never depends on timing."""
+        if self._compiled is None:
+            sizes, state, runner, updates = self.compact_sizes, self.state, self.runner, self.updates
+            hp = self.hp_members()
+
+            def work():
+                for size in sizes:
+                    runner.precompile_advance(state, hp, np.arange(size), updates)
+
+            self._compiled = _compile_pool().submit(work)
+        return self._compiled
+
+    def _compact_index(self) -> np.ndarray | None:
+        """The members to advance when a smaller compiled population holds every occupied
+        slot: the occupied slots' members, topped up with idle ones to the size; else None."""
+        busy = np.concatenate([self.members_of(int(s)) for s in self.occupied()] or [np.zeros(0, np.int64)])
+        fits = [s for s in self.compact_sizes if s >= len(busy)]
+        if not fits:
+            return None
+        size = min(fits)
+        idle = np.setdiff1d(np.arange(self.size), busy)[: size - len(busy)]
+        return np.sort(np.concatenate([busy, idle]))
+
+    def expand(self, rows: np.ndarray) -> np.ndarray:
+        """Per-member host values ``(k, ...)`` of the last advance as ``(size, ...)``: rows of
+        members it did not run are zero (they hold no trial)."""
+        if self.advanced_index is None:
+            return rows
+        out = np.zeros((self.size, *rows.shape[1:]), rows.dtype)
+        out[self.advanced_index] = rows
+        return out
 
     def members_of(self, slot: int) -> np.ndarray:
         return slot * self.seeds + np.arange(self.seeds)
@@ -143,9 +193,21 @@ class Pool:
         self.last_member_score = self.last_member_score[member_source[: self.members]]
 
     def advance(self):
-        if self._hp_dev is None:
-            self._hp_dev = self.runner.place(self.hp_members())
-        self.state, metrics = self.runner.advance(self.state, self._hp_dev, self.updates)
+        """One phase of every occupied slot; metrics leaves ``(k, updates)`` for the ``k``
+        members it ran (:meth:`expand` puts them back in member order). When a compiled size
+        smaller than the pool holds every occupied slot, only those members run (gathered,
+        advanced, scattered back): idle slots then cost nothing."""
+        index = self._compact_index() if self.compact_sizes else None
+        self.advanced_index = index
+        if index is None:
+            if self._hp_dev is None:
+                self._hp_dev = self.runner.place(self.hp_members())
+            self.state, metrics = self.runner.advance(self.state, self._hp_dev, self.updates)
+            return metrics
+        self.compile_compact().result()
+        hp = jax.tree.map(lambda x: np.asarray(x)[np.minimum(index, self.members - 1)], self.hp_members())
+        sub, metrics = self.runner.advance(self.runner.take(self.state, index), hp, self.updates)
+        self.state = self.runner.put(self.state, index, sub)
         return metrics
 
     def occupied(self) -> np.ndarray:
@@ -161,6 +223,33 @@ class Pool:
         self.hp = {n: np.asarray(v, np.float32).copy() for n, v in d["hp"].items()}
         self.last_member_score = np.asarray(d["last_member_score"], np.float64).copy()
         self._hp_dev = None
+
+
+def compact_sizes(size: int, devices: int, levels: int) -> tuple[int, ...]:
+    """The smaller populations a pool of ``size`` members on ``devices`` devices may run:
+    up to ``levels`` halvings, each a whole number of members per device and at least two (with
+    one member per device XLA:CPU compiles another kind of program, whose arithmetic differs
+    more)."""
+    out, s = [], size
+    for _ in range(levels):
+        if s % 2:
+            break
+        s //= 2
+        if s < 2 * devices or s % devices:
+            break
+        out.append(s)
+    return tuple(out)
+
+
+_COMPILER: list = []
+
+
+def _compile_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """One worker thread for compiling pools' smaller programs beside the study (created on
+    first use)."""
+    if not _COMPILER:
+        _COMPILER.append(concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hyperjax-compile"))
+    return _COMPILER[0]
 
 
 def member_scores(return_sum: np.ndarray, return_count: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -225,6 +314,7 @@ class Study:
         self.section = "tuner"
         self.busy_ticks = [0, 0]  # occupied slot-ticks, slot-ticks (whole study)
         self.busy_ticks_waiting = [0, 0]  # the same, over ticks at which work was waiting
+        self.busy_members = [0, 0]  # member-phases of occupied slots, member-phases the device ran
         self.best: Trial | None = None
         self.best_state = None
         self.found_best_at = math.nan
@@ -511,6 +601,9 @@ class Study:
                 self.tick += 1
                 self.busy_ticks[0] += occupied
                 self.busy_ticks[1] += self.num_slots
+                self.busy_members[0] += sum(len(p.occupied()) * p.seeds for p in active)
+                self.busy_members[1] += sum(p.size if p.advanced_index is None else len(p.advanced_index)
+                                            for p in active)
                 if waiting:
                     self.busy_ticks_waiting[0] += occupied
                     self.busy_ticks_waiting[1] += self.num_slots
@@ -524,6 +617,10 @@ class Study:
                 dt = time.perf_counter() - t_tick
                 self.tick_seconds.append(dt)
                 self.timing["tuner"] += dt - train_s - eval_s
+                if self.tick >= 1:  # the smaller programs compile beside the training from here (once)
+                    for p in self.pools:
+                        if p.compact_sizes:
+                            p.compile_compact()
                 # PERSIST, NOTIFY
                 self._persist(policy)
                 # the clock is process 0's: every process stops at the same tick
@@ -570,7 +667,8 @@ class Study:
         now = self.now()
         total_member_steps = sum(len(p.occupied()) * p.seeds * p.steps for p, _ in outs)
         arrivals = []
-        for (p, _), (rsum, rcount, failed, entropy) in zip(outs, host):
+        for (p, _), fetched in zip(outs, host):
+            rsum, rcount, failed, entropy = (p.expand(np.asarray(x)) for x in fetched)
             m = p.members
             scores = member_scores(np.asarray(rsum[:m]), np.asarray(rcount[:m]), p.last_member_score)
             p.last_member_score = scores
@@ -628,7 +726,7 @@ class Study:
         """What a reader of the store needs besides the trials: counters, timing, the best."""
         return {"scheduler": self.scheduler_name, "slots": self.num_slots, "seconds": self.now(), "env_steps": self.used,
                 "ticks": self.tick, "found_best_at": self.found_best_at, "best": -1 if self.best is None else self.best.id,
-                "timing": self._timing(), "slot_utilization": utilization(self.busy_ticks, self.busy_ticks_waiting),
+                "timing": self._timing(), "slot_utilization": utilization(self.busy_ticks, self.busy_ticks_waiting, self.busy_members),
                 "buckets": [dict(p.bucket, slots=p.slots, steps_per_phase=p.steps) for p in self.pools],
                 "finished": self.finished}
 
@@ -669,6 +767,7 @@ class Study:
             "tick_seconds": list(self.tick_seconds), "timing": dict(self.timing), "compile_by": dict(self.compile_by),
             "setup_seconds": self.setup_seconds,
             "busy_ticks": list(self.busy_ticks), "busy_ticks_waiting": list(self.busy_ticks_waiting),
+            "busy_members": list(self.busy_members),
             "best": -1 if self.best is None else self.best.id, "found_best_at": self.found_best_at,
             "trials": [t.state_dict() for t in self.trials],
             "proposed": [[np.asarray(u), cfg] for u, cfg in self.proposed],
@@ -696,6 +795,8 @@ class Study:
         self.setup_seconds = float(d["setup_seconds"])
         self.busy_ticks = [int(x) for x in d["busy_ticks"]]
         self.busy_ticks_waiting = [int(x) for x in d["busy_ticks_waiting"]]
+        # snapshots from before compaction: every member ran at every tick
+        self.busy_members = [int(x) for x in d.get("busy_members", [0, 0])]
         self.trials = [Trial.from_state(t) for t in d["trials"]]
         self.best = None if int(d["best"]) < 0 else self.trials[int(d["best"])]
         self.found_best_at = float(d["found_best_at"])
@@ -738,7 +839,7 @@ class Study:
             ticks=self.tick,
             found_best_at=self.found_best_at,
             timing=self._timing(),
-            slot_utilization=utilization(self.busy_ticks, self.busy_ticks_waiting),
+            slot_utilization=utilization(self.busy_ticks, self.busy_ticks_waiting, self.busy_members),
             buckets=[dict(p.bucket, slots=p.slots, steps_per_phase=p.steps) for p in self.pools],
             proposer=self.proposer,
             objective=self.objective,
@@ -763,9 +864,14 @@ def check_proposals(proposer, u, k: int, d: int) -> np.ndarray:
     return arr
 
 
-def utilization(busy: list[int], busy_waiting: list[int]) -> dict[str, float]:
-    """Occupied slot-ticks / slot-ticks, overall and over ticks at which work was waiting."""
-    return {"while_queued": busy_waiting[0] / max(busy_waiting[1], 1), "overall": busy[0] / max(busy[1], 1)}
+def utilization(busy: list[int], busy_waiting: list[int], busy_members: list[int] | None = None) -> dict[str, float]:
+    """Occupied slot-ticks / slot-ticks, overall and over ticks at which work was waiting, and
+    (``"compute"``) occupied member-phases / member-phases the device ran: with compaction an
+    idle slot costs nothing, so this is what the study's compute was spent on."""
+    out = {"while_queued": busy_waiting[0] / max(busy_waiting[1], 1), "overall": busy[0] / max(busy[1], 1)}
+    if busy_members is not None:
+        out["compute"] = busy_members[0] / max(busy_members[1], 1)
+    return out
 
 
 def _state_of(obj) -> Any:

@@ -59,6 +59,38 @@ def _rule(spec, num_phases: int, capacity: int):
     return scheduler, jax.jit(scheduler.decide)
 
 
+def survival(trials, phases: int, prior: float, min_decided: int) -> np.ndarray:
+    """``s (phases + 1,)``: ``s[j]`` is the observed share of trials that went on at phase
+    boundary ``j`` (1 <= j < phases) among those decided there (a trial still running went on
+    at its last boundary; an evicted one did not; failed and stopped ones say nothing about the
+    rule); ``prior`` where fewer than ``min_decided`` were decided. ``s[0] = 1`` (every trial
+    runs its first phase), ``s[phases] = 0``."""
+    went, decided = np.zeros(phases + 1), np.zeros(phases + 1)
+    for t in trials:
+        k = t.phases - t.start_phase
+        if k < 1 or t.origin == "pbt":
+            continue
+        went[1:k] += 1
+        decided[1:k] += 1
+        if k < phases and t.status in ("running", "evicted"):
+            decided[k] += 1
+            went[k] += t.status == "running"
+    s = np.where(decided >= min_decided, went / np.maximum(decided, 1), prior)
+    s[0], s[phases] = 1.0, 0.0
+    return s
+
+
+def remaining_phases(s: np.ndarray, k: int) -> float:
+    """Expected phases still to run for a trial that has run ``k`` phases and goes on: the next
+    one, then each further one while it goes on (``s`` from :func:`survival`)."""
+    phases = len(s) - 1
+    total, alive = 0.0, 1.0
+    for m in range(k, phases):
+        total += alive
+        alive *= s[m + 1]
+    return total
+
+
 class AsyncPolicy:
     """HyperTrick, ASHA, median stopping or none: decide at every boundary, refill at once.
 
@@ -79,10 +111,14 @@ class AsyncPolicy:
         smallest = min(pool.steps for pool in study.pools) * study.seeds
         self.user_max_trials = max_trials
         self.full_tick = sum(pool.slots * study.seeds * pool.steps for pool in study.pools)  # env steps, all busy
+        self.design_trials = 0
+        self.time_cap = 0  # N the time affords (max_seconds), once measured
         if max_trials is None and isinstance(spec, HyperTrick):
-            # HyperTrick's N: the trials the budget affords at the expected N(1-r)^P survival
-            # (revised from the measured tick time once the study runs, if max_seconds is set).
+            # HyperTrick's N: the trials the budget affords at the expected N(1-r)^P survival,
+            # revised at every tick from the survival observed (and from the measured tick time
+            # if max_seconds is set); never above this
             max_trials = max(1, int(study.budget // (nominal * spec.expected_phases(p))))
+            self.design_trials = max_trials
         self.max_trials = max_trials
         # Every trial runs at least one phase, so no phase records more scores than this; the
         # record starts small and doubles as needed (its size is the cost of every decision).
@@ -104,6 +140,32 @@ class AsyncPolicy:
             fresh = fresh.replace(scores=jnp.asarray(scores), count=jnp.asarray(self.state.count))
         self.state = _cpu(fresh)
 
+    def _revise_n_from_budget(self, study) -> None:
+        """Without max_trials, HyperTrick's N follows what the study will start: the trials
+        started so far plus those the rest of the budget affords (less what the running trials
+        are expected to go on using) at the survival observed so far. The rule lets the first
+        ``N (1 - sqrt r)(1 - r)^p`` arrivals at phase ``p`` through, which assumes N trials
+        arrive: with N from the budget at the design survival, correlated curves and the
+        engine's start rules let fewer start, most arrivals then passed unconditionally, trials
+        ran longer and fewer still could start (alpha 0.60-0.73 against E[alpha] = 0.38 in
+        simulation). Revised every tick, N and the cost per trial agree. The same compiled rule
+        (N is a leaf of its state); deterministic (a function of the trials)."""
+        if not isinstance(self.spec, HyperTrick) or self.user_max_trials is not None:
+            return
+        p = self.num_phases
+        s = survival(study.trials, p, 1 - self.spec.r, min_decided=max(4, study.num_slots // 2))
+        cost = {pool.index: study.seeds * pool.steps for pool in study.pools}
+        nominal = max(cost.values())
+        running = [t for t in study.trials if t.status == "running"]
+        inflight = sum(cost[t.bucket] * remaining_phases(s, t.phases - t.start_phase) for t in running)
+        future = study.budget - study.used - inflight
+        per_trial = nominal * remaining_phases(s, 0)
+        n = len(study.trials) + max(0, int(future // per_trial)) if per_trial > 0 else len(study.trials)
+        n = int(min(max(n, len(study.trials), 1), self.design_trials, self.time_cap or self.design_trials))
+        if n != self.max_trials:
+            self.max_trials = n
+            self.state = _cpu(self.scheduler.retarget(self.state, n))
+
     def _revise_n(self, study) -> None:
         """With max_seconds and no N given, HyperTrick's N follows the time: the trials started
         so far plus those the remaining ticks afford at the expected survival."""
@@ -115,6 +177,7 @@ class AsyncPolicy:
         ticks_left = max(0.0, (study.max_seconds - study.now()) / est)
         n_time = len(study.trials) + int(study.num_slots * ticks_left / self.spec.expected_phases(self.num_phases))
         n_time = max(1, n_time)
+        self.time_cap = n_time
         if self.max_trials is None or n_time < self.max_trials:
             self.max_trials = n_time
             self.state = _cpu(self.scheduler.retarget(self.state, n_time))  # the same compiled rule
@@ -138,6 +201,8 @@ class AsyncPolicy:
         return study.time_fits(study.num_phases)
 
     def fill(self, study) -> list[Decision]:
+        if study.tick >= 1:
+            self._revise_n_from_budget(study)
         if study.tick == 2:
             self._revise_n(study)
         out: list[Decision] = []
@@ -183,11 +248,13 @@ class AsyncPolicy:
 
     def state_dict(self) -> dict:
         return {"max_trials": self.max_trials, "capacity": self.capacity, "rng": generator_state(self.rng),
-                "scores": np.asarray(self.state.scores), "count": np.asarray(self.state.count)}
+                "scores": np.asarray(self.state.scores), "count": np.asarray(self.state.count),
+                "time_cap": self.time_cap}
 
     def load_state_dict(self, d: dict) -> None:
         self.max_trials = None if d["max_trials"] is None else int(d["max_trials"])
         self.capacity = int(d["capacity"])
+        self.time_cap = int(d.get("time_cap", 0))
         self.rng = load_generator(d["rng"])
         self.state = None
         self._build()

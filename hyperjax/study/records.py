@@ -181,7 +181,9 @@ class StudyResult:
         round-trips) and ``compile`` (measured, taken out of the section it happened in).
       env_steps: env steps used by all members of all trials.
       slot_utilization: occupied slot-ticks / slot-ticks, ``"while_queued"`` (ticks at which
-        more work was waiting) and ``"overall"``.
+        more work was waiting) and ``"overall"``; ``"compute"``: occupied member-phases /
+        member-phases the device ran (``tune(compact=True)`` runs fewer members when few slots
+        are occupied, so idle slots cost less than their share of ``"overall"`` says).
       objective: what the study optimised (``OBJECTIVES``); :attr:`best` is the trial with the
         highest :func:`final_objective` (for ``"final"``, the highest ``final_score``).
     """

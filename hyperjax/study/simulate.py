@@ -68,7 +68,9 @@ class SyntheticPool:
     def __init__(self, slots: int, seeds: int, noise: float, rng: np.random.Generator):
         self.index, self.bucket, self.offset, self.agent = 0, {}, 0, None
         self.slots, self.seeds, self.steps = slots, seeds, 1
-        self.members = slots * seeds
+        self.members = self.size = slots * seeds
+        self.compact_sizes: tuple[int, ...] = ()  # no compaction: every member runs every tick
+        self.advanced_index = None
         self.noise, self.rng = noise, rng
         self.trial = np.full(slots, -1, np.int64)
         self.hp = {n: np.full(slots, 0.5, np.float32) for n in SPACE.names}
@@ -81,6 +83,9 @@ class SyntheticPool:
 
     def members_of(self, slot: int) -> np.ndarray:
         return slot * self.seeds + np.arange(self.seeds)
+
+    def expand(self, rows: np.ndarray) -> np.ndarray:
+        return rows
 
     def set_hp(self, slot: int, values: dict[str, float]) -> None:
         for n, v in values.items():
@@ -148,11 +153,15 @@ class SimResult(NamedTuple):
     ticks: int
 
 
-def simulate(scheduler: Any, *, slots: int = 32, trials: int = 256, phases: int = 10, seed: int = 0,
+def simulate(scheduler: Any, *, slots: int = 32, trials: int | None = 256, phases: int = 10, seed: int = 0,
              noise: float = 0.1, proposer: str = "random", budget: int | None = None) -> SimResult:
     """Runs ``scheduler`` (a name or spec) over ``trials`` synthetic trials of ``phases`` phases
     through ``slots`` slots, with the real engine and policy; PBT runs ``slots`` lineages for
-    ``phases`` phases. ``budget`` (in trial-phases) defaults to ``trials * phases``."""
+    ``phases`` phases. ``budget`` (in trial-phases) defaults to ``trials * phases``.
+    ``trials=None`` (with a ``budget``): as many as the budget affords, as ``tune`` without
+    ``max_trials`` (HyperTrick's N from the budget)."""
+    if trials is None and budget is None:
+        raise ValueError("simulate: trials=None needs a budget")
     spec = scheduler_spec(scheduler)
     key = as_key(seed, "simulate: seed")
     k_prop, k_pool, k_rng, k_study = jax.random.split(key, 4)

@@ -22,7 +22,7 @@ from hyperjax.schedulers.specs import scheduler_spec
 from hyperjax.space import SearchSpace
 from hyperjax.store import StudyStore, check_directory, exists, load_meta
 from hyperjax.study.buckets import allocate_slots, bucket_agent, enumerate_buckets, structural_names
-from hyperjax.study.engine import Pool, Study, check_proposals
+from hyperjax.study.engine import COMPACT_LEVELS, Pool, Study, check_proposals
 from hyperjax.study.policies import POLICIES, plan_brackets
 from hyperjax.study.records import OBJECTIVES, StudyResult
 from hyperjax.study.reader import load_study
@@ -66,6 +66,7 @@ def tune(
     devices: tuple | None = None,
     objective: str = "final",
     transfer_from: Any = None,
+    compact: bool = True,
 ) -> StudyResult:
     """Runs a hyperparameter study: trials flow through ``slots`` population slots.
 
@@ -94,7 +95,10 @@ def tune(
       seeds: seeds per trial; a trial's score is the mean over its seeds, and it fails if any does.
       seed: everything random flows from it (same seed, same study on the same machine).
       eval_episodes: greedy evaluation episodes per member when a trial completes.
-      max_trials: cap on trials started (HyperTrick's ``N``; by default what the budget affords).
+      max_trials: cap on trials started (HyperTrick's ``N``; by default what the budget affords,
+        revised before every fill to the trials started plus those the rest of the budget
+        affords at the survival observed so far, so that the rule's quotas match the trials
+        that do arrive).
       max_seconds: wall-clock cap on the study's own running time (summed over the processes
         that ran it, when resumed): no trial starts that is not expected to finish in time, and
         the study stops at this time (running trials are then ``"stopped"``).
@@ -123,6 +127,14 @@ def tune(
         ``"lcb"`` (mean over seeds minus their standard deviation: rewards configurations that
         work on every seed; needs ``seeds >= 2``). ``final_score`` stays the mean greedy
         evaluation whatever the objective; ``result.best_objective`` is the best's objective.
+      compact: when at most half (or a quarter) of a bucket's members are in occupied slots
+        (a study's tail, a synchronous rung waiting for its stragglers), advance only those, as
+        a population of half (a quarter) the size: idle slots then cost no compute. The two
+        smaller programs compile on a worker thread after the first tick (while the study
+        trains; a tick that needs one before it is ready waits for it). Only sizes that keep two
+        or more members per device are used. Results stay deterministic but differ from
+        ``compact=False`` by float rounding (a member's arithmetic depends on the population's
+        size), so the setting is part of the study's configuration.
       transfer_from: a finished study on a similar environment (its store directory, or the
         ``StudyResult``) to start from (``hyperjax.transfer``): its best configurations are
         proposed first, and a BNN proposer fits its observations beside this study's with a
@@ -145,6 +157,7 @@ def tune(
     snapshot_every = _int("snapshot_every", snapshot_every, 1)
     snapshot_seconds = validate.number("tune", "snapshot_seconds", snapshot_seconds, low=0)
     keep_params = validate.boolean("tune", "keep_params", keep_params)
+    compact = validate.boolean("tune", "compact", compact)
     if objective not in OBJECTIVES:
         raise ValueError(f"tune: objective={objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
     if objective == "lcb" and seeds < 2:
@@ -225,6 +238,8 @@ def tune(
     }
     if objective != "final":  # absent for the default, so stores written before it still match
         config["objective"] = objective
+    if not compact:  # likewise
+        config["compact"] = False
     if transfer_from is not None:  # a directory is recorded; a result in memory by its kind only
         config["transfer_from"] = transfer_from if isinstance(transfer_from, str) else {
             "object": type(transfer_from).__qualname__}
@@ -264,7 +279,10 @@ def tune(
         pools = []
         offset = 0
         for i, (a, b, w) in enumerate(zip(agents, buckets, per_bucket)):
-            pools.append(Pool(i, b, a, get_runner(a, devs), int(w), offset, seeds, phase_steps, k_pools, base_hp))
+            pool = Pool(i, b, a, get_runner(a, devs), int(w), offset, seeds, phase_steps, k_pools, base_hp)
+            if compact:
+                pool.compact_sizes = pool.compact_sizes_for(COMPACT_LEVELS)
+            pools.append(pool)
             offset += int(w)
         cbs = ([_progress_callback(progress_fn)] if progress_fn is not None else []) + callbacks
         if not distributed.is_primary():  # process 0 alone logs and prints
