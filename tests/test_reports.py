@@ -243,8 +243,9 @@ HIDDEN, DRAWS = 8, 16
 
 
 def _bnn_store(src, dst):
-    """A copy of ``src`` whose config says ``proposer: bnn`` and whose newest snapshot holds a
-    BNN proposer state told every observation, with a random posterior "fit" on the first half."""
+    """A copy of ``src`` whose config says ``proposer: bnn`` and whose newest snapshot and final
+    host state hold a BNN proposer state told every observation, with a random posterior "fit"
+    on the first half."""
     shutil.copytree(src, dst)
     res = hj.load_study(dst, params=False)
     target = float(max(s for t in res.trials for s in t.curve_steps))
@@ -266,8 +267,9 @@ def _bnn_store(src, dst):
         config = json.loads(conn.execute("SELECT value FROM study WHERE key = 'config'").fetchone()[0])
         conn.execute("UPDATE study SET value = ? WHERE key = 'config'", (json.dumps({**config, "proposer": "bnn"}),))
         tick = conn.execute("SELECT max(tick) FROM ticks").fetchone()[0]
-        conn.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?)",
-                     (tick, serialize.dumps({"proposer": state, "observers": []})))
+        host = serialize.dumps({"proposer": state, "observers": []})
+        conn.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?)", (tick, host))
+        conn.execute("INSERT OR REPLACE INTO final VALUES ('host', ?)", (host,))  # what a finished study reads
     conn.close()
     return res, w, obs, target
 
@@ -296,6 +298,16 @@ def test_bnn_figures_use_the_stored_posterior(hypertrick_store, tmp_path):
     assert all(np.isfinite(tr.x).all() for tr in imp.data)
     out = report(str(tmp_path / "bnn"), out=str(tmp_path / "out"))
     assert "surrogate.png" in out and "importance.png" in out
+    # a finished study's surrogate is its final state, which may be newer than any snapshot (a
+    # short study's BNN fits after the last rate-limited snapshot); a running one has only those
+    conn = sqlite3.connect(os.path.join(tmp_path, "bnn", "study.sqlite"))
+    with conn:
+        conn.execute("DELETE FROM snapshots")
+    assert load(str(tmp_path / "bnn")).surrogate is not None
+    with conn:
+        conn.execute("UPDATE study SET value = '\"running\"' WHERE key = 'status'")
+    conn.close()
+    assert load(str(tmp_path / "bnn")).surrogate is None
 
 
 # -- the report ------------------------------------------------------------------------------------

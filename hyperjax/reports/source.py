@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hyperjax.store import connect, exists, read_meta, read_snapshot, writer_alive
+from hyperjax.store import connect, exists, read_final_state, read_meta, read_snapshot, writer_alive
 from hyperjax.study.reader import load_study
 from hyperjax.study.records import StudyResult
 
@@ -111,7 +111,11 @@ def load_store(directory: str) -> StudyData:
             (config.get("scheduler") or {}).get("name") == "extrapolate"
         # the host state is decoded only where a surrogate may be in it (a user's own proposer
         # object may be one): a large study's snapshot runs to megabytes
-        snapshot = read_snapshot(conn, last) if uses or isinstance(proposer, dict) else None
+        snapshot = None
+        if uses or isinstance(proposer, dict):
+            # a finished study's end state: its surrogate may have fitted after the last snapshot
+            final = read_final_state(conn) if meta.get("status") == "finished" else None
+            snapshot = (last, final) if final is not None else read_snapshot(conn, last)
     finally:
         conn.close()
     config = meta.pop("config", {})

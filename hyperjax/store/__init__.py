@@ -10,10 +10,12 @@ from hyperjax.store.sqlite import (
     connect,
     exists,
     load_meta,
+    read_final_state,
     read_meta,
     read_snapshot,
     writer_alive,
 )
 
-__all__ = ["FILE", "StoreLocked", "StudyStore", "check_directory", "connect", "exists", "load_meta", "read_meta", "read_snapshot",
+__all__ = ["FILE", "StoreLocked", "StudyStore", "check_directory", "connect", "exists", "load_meta", "read_final_state", "read_meta",
+           "read_snapshot",
            "writer_alive"]

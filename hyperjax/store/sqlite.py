@@ -28,6 +28,8 @@ Tables (readable with ``sqlite3`` or ``pandas.read_sql`` without hyperjax; JSON 
 - ``ticks``: one row per tick (``tick``, ``seconds``, ``env_steps``, ``trials``, ``running``,
   ``best_trial``, ``best_score``, ``snapshot``: 1 where the host state and a checkpoint were saved).
 - ``snapshots(tick, state)``: the host state (msgpack, see ``serialize``) at snapshot ticks.
+- ``final(key, state)``: ``host``, the host state when the study finished (not a resume point;
+  what reports read of its surrogate, which may have fitted after the last snapshot).
 
 A tick whose checkpoint did not complete (a kill during the write) is not a resume point: the
 study resumes from the newest snapshot whose checkpoint is complete and restores, and the ticks
@@ -81,6 +83,7 @@ CREATE TABLE IF NOT EXISTS ticks (
     tick INTEGER PRIMARY KEY, seconds REAL, env_steps INTEGER, trials INTEGER, running INTEGER,
     best_trial INTEGER, best_score REAL, snapshot INTEGER);
 CREATE TABLE IF NOT EXISTS snapshots (tick INTEGER PRIMARY KEY, state BLOB);
+CREATE TABLE IF NOT EXISTS final (key TEXT PRIMARY KEY, state BLOB);
 """
 
 
@@ -135,6 +138,16 @@ def read_snapshot(conn: sqlite3.Connection, upto: int | None = None) -> tuple[in
     row = conn.execute("SELECT tick, state FROM snapshots WHERE tick <= ? ORDER BY tick DESC LIMIT 1",
                        (2**62 if upto is None else int(upto),)).fetchone()
     return None if row is None else (int(row[0]), serialize.loads(row[1]))
+
+
+def read_final_state(conn: sqlite3.Connection) -> dict | None:
+    """The host state a finished study wrote at its end, or None (a study still running or
+    killed, or a store written before it was kept)."""
+    try:
+        row = conn.execute("SELECT state FROM final WHERE key = 'host'").fetchone()
+    except sqlite3.OperationalError:  # no such table: an older store, opened read-only
+        return None
+    return None if row is None else serialize.loads(row[0])
 
 
 def _num(x) -> float | None:
@@ -372,7 +385,7 @@ class StudyStore:
             self.seconds["checkpoint"] += time.perf_counter() - t0
             return
         t1 = time.perf_counter()
-        state = serialize.dumps(study.state_dict(policy)) if snap else None
+        state = serialize.dumps(study.state_dict(policy)) if snap or final else None
         counts = study.counts()
         summary = study.summary_record()
         with self.conn:
@@ -399,6 +412,8 @@ class StudyStore:
                     "INSERT OR REPLACE INTO ticks VALUES (?,?,?,?,?,?,?,?)",
                     (tick, study.now(), study.used, len(study.trials), counts.get("running", 0),
                      -1 if best is None else best.id, None if best is None else _num(best.final_score), int(snap)))
+            if final:
+                self.conn.execute("INSERT OR REPLACE INTO final VALUES ('host', ?)", (state,))
             if snap:
                 self.conn.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?)", (tick, state))
                 old = self._prunable()
