@@ -212,8 +212,7 @@ class Runner:
         take = self._take.lower(state, index).compile()
         if put:
             # put is called with what take returned: the same shapes, shardings *and* weak types
-            saved = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh, weak_type=a.weak_type),
-                                 jax.eval_shape(self._take, state, index), take.output_shardings)
+            saved = _abstract(jax.eval_shape(self._take, state, index), take.output_shardings)
             self._put_back.lower(state, index, saved).compile()
         return time.perf_counter() - t0
 
@@ -226,15 +225,21 @@ class Runner:
         index = np.asarray(index, np.int32)
         k = len(index)
         take = self._take.lower(state, index).compile()
-        sub = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh, weak_type=a.weak_type),
-                           jax.eval_shape(self._take, state, index), take.output_shardings)
+        sub = _abstract(jax.eval_shape(self._take, state, index), take.output_shardings)
         hp_k = self._put(jax.tree.map(lambda x: np.asarray(x)[np.zeros(k, np.int64)], hp), k)
         adv = self._advance.lower(sub, hp_k, num_updates=int(num_updates)).compile()
-        out = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh, weak_type=a.weak_type),
-                           jax.eval_shape(functools.partial(self._advance, num_updates=int(num_updates)), sub, hp_k)[0],
-                           adv.output_shardings[0])
+        out = _abstract(jax.eval_shape(functools.partial(self._advance, num_updates=int(num_updates)), sub, hp_k)[0],
+                        adv.output_shardings[0])
         self._put_back.lower(state, index, out).compile()
         return time.perf_counter() - t0
+
+
+def _abstract(shapes: Any, shardings: Any) -> Any:
+    """``ShapeDtypeStruct``s of ``shapes`` (from ``eval_shape``) with a compiled program's
+    output ``shardings`` and the weak types: what the next program is called with, so that
+    lowering it ahead of time compiles the executable the real call will use."""
+    return jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh, weak_type=a.weak_type),
+                        shapes, shardings)
 
 
 def get_runner(agent: ActorCriticAgent, devices: tuple | None = None) -> Runner:

@@ -142,14 +142,9 @@ def exploration(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
             for t in res.trials for s, e in zip(t.curve_steps, t.entropy_curve) if math.isfinite(e)]
     if not rows:
         raise NotApplicable("no policy entropy recorded yet")
-    best_rows = []
-    if res.best is not None:
-        chain = res.lineage(res.best.id)
-        for i, t in enumerate(chain):
-            upto = chain[i + 1].start_phase - t.start_phase if i + 1 < len(chain) else len(t.entropy_curve)
-            best_rows += [{"env_steps": s, "entropy": e} for s, e in zip(t.curve_steps[:upto], t.entropy_curve[:upto])]
+    steps, values = res.best_series("entropy_curve")
     return (pd.DataFrame(rows, columns=["trial", "status", "env_steps", "entropy"]),
-            pd.DataFrame(best_rows, columns=["env_steps", "entropy"]))
+            pd.DataFrame({"env_steps": steps, "entropy": values}))
 
 
 # -- 3. parallel coordinates ------------------------------------------------------------------------

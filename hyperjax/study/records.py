@@ -223,17 +223,24 @@ class StudyResult:
     @property
     def best_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """``(env_steps (n,), scores (n,))`` of the best trial, its PBT ancestors' segments first."""
+        return self.best_series("curve")
+
+    def best_series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(env_steps (n,), values (n,))`` of the best trial's per-boundary record ``name``
+        (``"curve"``, ``"entropy_curve"``), its PBT ancestors' segments first; empty without a
+        best."""
         if self.best is None:
             return np.zeros(0, np.int64), np.zeros(0)
         chain = self.lineage(self.best.id)
         steps: list[int] = []
-        scores: list[float] = []
+        values: list[float] = []
         for i, t in enumerate(chain):
             # an ancestor's points up to where the next generation forked off it
-            upto = chain[i + 1].start_phase - t.start_phase if i + 1 < len(chain) else len(t.curve)
-            steps.extend(t.curve_steps[:upto])
-            scores.extend(t.curve[:upto])
-        return np.asarray(steps, np.int64), np.asarray(scores, np.float64)
+            own = getattr(t, name)
+            upto = chain[i + 1].start_phase - t.start_phase if i + 1 < len(chain) else len(own)
+            steps.extend(t.curve_steps[:len(own)][:upto])
+            values.extend(own[:upto])
+        return np.asarray(steps, np.int64), np.asarray(values, np.float64)
 
     def best_schedule(self) -> list[tuple[int, dict[str, float]]]:
         """The best trial's traced hyperparameters over its training, oldest first:
