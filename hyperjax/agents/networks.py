@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 ACTIVATIONS = {
     "tanh": nn.tanh,
@@ -17,10 +19,51 @@ ACTIVATIONS = {
 }
 
 
-def _dense(features: int, scale: float) -> nn.Dense:
-    return nn.Dense(
-        features, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros
-    )
+@jax.custom_vjp
+def affine(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """``x @ kernel + bias`` for ``x (..., I)``, ``kernel (I, O)``, ``bias (O,)``: ``(..., O)``.
+
+    The same forward as ``flax.linen.Dense``; only the backward is arranged differently (see
+    :func:`_affine_bwd`).
+    """
+    return jnp.dot(x, kernel) + bias
+
+
+def _affine_fwd(x, kernel, bias):
+    return affine(x, kernel, bias), (x, kernel)
+
+
+def _affine_bwd(res, dy):
+    # The kernel's gradient is x^T dy, a contraction over the batch axis, which is the major
+    # axis of both operands. Under the population vmap XLA:CPU runs that batched contraction
+    # 1.3-2.9x slower than the same product with the batch axis minor in both (measured with
+    # 32 members x 512 samples: 64x64 kernels 3.2 ms vs 2.4 ms, a 64x2 head 2.0 vs 0.8 ms,
+    # transposes included). The barrier keeps XLA from folding the transposes back into the
+    # contraction's dimension numbers.
+    x, kernel = res
+    x2 = x.reshape(-1, x.shape[-1])  # (B, I)
+    dy2 = dy.reshape(-1, dy.shape[-1])  # (B, O)
+    xt, dyt = lax.optimization_barrier((x2.T, dy2.T))  # (I, B), (O, B)
+    d_kernel = lax.dot_general(xt, dyt, (((1,), (1,)), ((), ())))  # (I, O)
+    d_x = jnp.dot(dy, kernel.T)
+    return d_x, d_kernel, dy2.sum(0)
+
+
+affine.defvjp(_affine_fwd, _affine_bwd)
+
+
+class Dense(nn.Module):
+    """``flax.linen.Dense`` (same parameters, names, initialisation and forward) whose backward
+    computes the kernel's gradient in the layout XLA:CPU multiplies fastest (:func:`affine`)."""
+
+    features: int
+    scale: float
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", nn.initializers.orthogonal(self.scale), (x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        return affine(x, kernel, bias)
 
 
 class MLP(nn.Module):
@@ -35,8 +78,8 @@ class MLP(nn.Module):
     def __call__(self, x):  # x: (..., obs_dim) -> (..., out)
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = act(_dense(width, np.sqrt(2.0))(x))
-        return _dense(self.out, self.out_scale)(x)
+            x = act(Dense(width, float(np.sqrt(2.0)))(x))
+        return Dense(self.out, self.out_scale)(x)
 
 
 class Actor(nn.Module):

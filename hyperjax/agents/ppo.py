@@ -11,7 +11,7 @@ import optax
 from flax import struct
 
 from hyperjax.agents.base import ActorCriticAgent, Batch
-from hyperjax.agents.common import policy_dist
+from hyperjax.agents.common import policy_dist, shuffle
 
 
 @struct.dataclass
@@ -98,7 +98,7 @@ class PPO(ActorCriticAgent):
             return (optax.apply_updates(params, updates), opt_state), metrics
 
         def epoch(carry, k):
-            perm = jax.random.permutation(k, n)
+            perm = shuffle(k, n)
             shuffled = jax.tree.map(
                 lambda x: x[perm].reshape((self.num_minibatches, mb_size) + x.shape[1:]), batch
             )
