@@ -7,8 +7,8 @@ wall time, scored on test seeds never used in tuning.
 
 Every (task, method, study seed) cell runs in a fresh process (imports and compiles count
 against its wall time, as they do for the peer) and appends one JSON line to ``--results``
-(default ``benchmarks/results/race.jsonl``); a cell already there is skipped, so the race can be
-completed over several sittings. Run nothing else CPU-heavy beside it; the env-step axis of the
+(default ``benchmarks/results/race.jsonl``) with the commit it ran (``commit``); a cell already
+there is skipped, so the race can be completed over several sittings. Run nothing else CPU-heavy beside it; the env-step axis of the
 anytime curves is what contention cannot distort.
 
 Protocol. PPO with the peers' settings (16 envs x 128 steps, 4 epochs x 4 minibatches, 64x64
@@ -186,6 +186,18 @@ def _run_in_process(task, method, seed, seconds, test_seeds, test_episodes) -> d
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def _commit() -> str | None:
+    """The checked-out commit of the code the race runs (``+dirty`` when it has changes)."""
+    try:
+        root = os.path.dirname(HERE)
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=root, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "hyperjax", "benchmarks/race.py"], capture_output=True,
+                               text=True, cwd=root).stdout.strip()
+        return sha[:10] + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def _median(xs):
     xs = sorted(x for x in xs if x is not None)
     return None if not xs else (xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]))
@@ -270,6 +282,7 @@ def main(argv=None) -> None:
                 if (task, method, seed, seconds) in done:
                     continue
                 row = _run_in_process(task, method, seed, seconds, a.test_seeds, a.test_episodes)
+                row["commit"] = _commit()  # which engine and tuner the row measured
                 with open(a.results, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 if a.smoke:

@@ -423,13 +423,13 @@ def test_hypertrick_budget_sets_number_of_trials(monkeypatch):
     n_max = int(budget // (PHASE * sum(0.5**p for p in range(phases))))
     assert n_max == 25
     ns = {0: n_max}  # tick -> N the fill after it used (the first fill: the budget's)
-    revise = AsyncPolicy._revise_n_from_budget
+    revise = AsyncPolicy._revise_n
 
     def recorded(self, study):
         revise(self, study)
         ns[study.tick] = self.max_trials
 
-    monkeypatch.setattr(AsyncPolicy, "_revise_n_from_budget", recorded)
+    monkeypatch.setattr(AsyncPolicy, "_revise_n", recorded)
 
     def allowed(tick, trials, used, committed, running):
         """Trials the fill after ``tick`` ticks may start."""

@@ -140,16 +140,22 @@ class AsyncPolicy:
             fresh = fresh.replace(scores=jnp.asarray(scores), count=jnp.asarray(self.state.count))
         self.state = _cpu(fresh)
 
-    def _revise_n_from_budget(self, study) -> None:
+    def _revise_n(self, study) -> None:
         """Without max_trials, HyperTrick's N follows what the study will start: the trials
         started so far plus those the rest of the budget affords (less what the running trials
-        are expected to go on using) at the survival observed so far. The rule lets the first
+        are expected to go on using) at the survival observed so far, and with ``max_seconds``
+        no more than the rest of the time affords the same way (the ticks left at the median
+        tick time so far, each worth a tick with every slot busy). The rule lets the first
         ``N (1 - sqrt r)(1 - r)^p`` arrivals at phase ``p`` through, which assumes N trials
         arrive: with N from the budget at the design survival, correlated curves and the
         engine's start rules let fewer start, most arrivals then passed unconditionally, trials
         ran longer and fewer still could start (alpha 0.60-0.73 against E[alpha] = 0.38 in
-        simulation). Revised every tick, N and the cost per trial agree. The same compiled rule
-        (N is a leaf of its state); deterministic (a function of the trials)."""
+        simulation). Revised before every fill, N and the cost per trial agree. The time's share
+        is revised every tick too: fixed once after two ticks, from tick times that include
+        compiles and at the design survival, it capped N at what ~60% of the time affords (a
+        300-s Acrobot study started its last trial at 194 s and ended at 216 s). The same
+        compiled rule (N is a leaf of its state); deterministic given the trials and the
+        recorded tick times."""
         if not isinstance(self.spec, HyperTrick) or self.user_max_trials is not None:
             return
         p = self.num_phases
@@ -158,29 +164,22 @@ class AsyncPolicy:
         nominal = max(cost.values())
         running = [t for t in study.trials if t.status == "running"]
         inflight = sum(cost[t.bucket] * remaining_phases(s, t.phases - t.start_phase) for t in running)
-        future = study.budget - study.used - inflight
         per_trial = nominal * remaining_phases(s, 0)
-        n = len(study.trials) + max(0, int(future // per_trial)) if per_trial > 0 else len(study.trials)
-        n = int(min(max(n, len(study.trials), 1), self.design_trials, self.time_cap or self.design_trials))
+        started = len(study.trials)
+
+        def afforded(steps_left: float) -> int:  # trials started + those steps_left pays for
+            return started + max(0, int((steps_left - inflight) // per_trial)) if per_trial > 0 else started
+
+        if study.max_seconds is not None and len(study.tick_seconds) >= 2:
+            # the first tick compiles: median of the rest (the later slow ones are outvoted)
+            est = float(np.median(study.tick_seconds[1:]))
+            ticks_left = max(0.0, (study.max_seconds - study.now()) / max(est, 1e-9))
+            self.time_cap = max(1, afforded(ticks_left * self.full_tick))
+        n = afforded(study.budget - study.used)
+        n = int(min(max(n, started, 1), self.design_trials, self.time_cap or self.design_trials))
         if n != self.max_trials:
             self.max_trials = n
             self.state = _cpu(self.scheduler.retarget(self.state, n))
-
-    def _revise_n(self, study) -> None:
-        """With max_seconds and no N given, HyperTrick's N follows the time: the trials started
-        so far plus those the remaining ticks afford at the expected survival."""
-        if not isinstance(self.spec, HyperTrick) or self.user_max_trials is not None or study.max_seconds is None:
-            return
-        if len(study.tick_seconds) < 2:
-            return
-        est = float(np.median(study.tick_seconds[1:]))
-        ticks_left = max(0.0, (study.max_seconds - study.now()) / est)
-        n_time = len(study.trials) + int(study.num_slots * ticks_left / self.spec.expected_phases(self.num_phases))
-        n_time = max(1, n_time)
-        self.time_cap = n_time
-        if self.max_trials is None or n_time < self.max_trials:
-            self.max_trials = n_time
-            self.state = _cpu(self.scheduler.retarget(self.state, n_time))  # the same compiled rule
 
     def can_start(self, study, pool, pending: int = 0, pending_steps: int = 0) -> bool:
         """Whether one more trial may start in ``pool``, ``pending`` trials (``pending_steps``
@@ -202,8 +201,6 @@ class AsyncPolicy:
 
     def fill(self, study) -> list[Decision]:
         if study.tick >= 1:
-            self._revise_n_from_budget(study)
-        if study.tick == 2:
             self._revise_n(study)
         out: list[Decision] = []
         steps = 0
