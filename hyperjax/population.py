@@ -25,6 +25,12 @@ after hundreds of updates, different returns; the test checks the first 10 updat
 of one kind; never expect a run on 1 device to reproduce one on 2 devices, or a member alone on
 its device to reproduce one that shares it. (Other backends may batch differently: these are
 XLA:CPU's kinds.)
+
+On XLA:CPU a device advances its members in chunks of :func:`member_chunk` when their
+activations would outgrow the core's cache (never with the tests' small networks; 2 at a time
+for the 64x64 CartPole PPO, 1 for MinAtar's 400 inputs): the chunk size is part of a program's
+kind. Chunked members agree with members vmapped all at once to rounding, and within a chunked
+program a member's numbers still do not depend on its position (``tests/test_population.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +47,26 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from hyperjax.agents.base import ActorCriticAgent, MemberState, UpdateMetrics
 
 AXIS = "pop"
+
+# Bytes of one layer's activations (a gradient step's samples x the widest layer, float32) that
+# XLA:CPU should hold for all the members it advances at once. It runs a device's members as one
+# batch of ops, each streaming the whole batch: 32 CartPole members' 512 x 64 activations are
+# 4 MiB, twice a core's L2 here, and 64 members ran slower per env step than 16. Advancing them
+# in chunks that fit (a scan over chunks, vmap within) keeps each op's operands in cache.
+CPU_CHUNK_BYTES = 1 << 18
+
+
+def member_chunk(agent: ActorCriticAgent, members: int) -> int:
+    """How many of a device's ``members`` XLA:CPU advances at once: the largest divisor of
+    ``members`` whose activations fit :data:`CPU_CHUNK_BYTES`, or all of them if that divisor
+    is under half the fitting count (e.g. a prime number of members). A divisor, so every member
+    runs in a batch of one size (what a member's numbers depend on: see the module docstring)."""
+    width = max((agent.env_obj.obs_dim, *tuple(agent.hidden)))
+    fits = max(1, CPU_CHUNK_BYTES // (agent.learn_batch * width * 4))
+    if members <= fits:
+        return members
+    k = max(d for d in range(1, fits + 1) if members % d == 0)
+    return k if 2 * k >= fits else members
 
 
 def population_mesh(devices: list | None = None) -> Mesh:
@@ -110,7 +136,21 @@ class Runner:
         def member(s, h):
             return jax.lax.scan(lambda c, _: self.agent.update(c, h), s, None, length=num_updates)
 
-        return jax.vmap(member)(state, hp)
+        def together(s, h):
+            return jax.vmap(member)(s, h)
+
+        n = jax.tree.leaves(hp)[0].shape[0]
+        k = member_chunk(self.agent, n)
+        if k >= n:
+            return together(state, hp)
+
+        def chunked(s, h):  # (n, ...) -> (n // k, k, ...): k members at a time, in order
+            split = lambda x: x.reshape((n // k, k) + x.shape[1:])  # noqa: E731
+            out = jax.lax.map(lambda a: together(*a), jax.tree.map(split, (s, h)))
+            return jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), out)
+
+        # other backends want the widest batch they can get
+        return jax.lax.platform_dependent(state, hp, cpu=chunked, default=together)
 
     def _refill_members(self, state, mask, keys, hp):
         self.trace_count += 1

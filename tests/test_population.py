@@ -318,3 +318,62 @@ def test_take_and_put_round_trip():
         s, o, b = host(s), host(o), host(b)
         np.testing.assert_array_equal(b[[2, 0]], s[[1, 3]])
         np.testing.assert_array_equal(b[[1, 3]], o[[1, 3]])
+
+
+def test_member_chunk_divides_and_follows_the_activation_size():
+    """XLA:CPU advances a device's members in chunks whose widest activations (a gradient step's
+    samples x the widest layer) fit ``CPU_CHUNK_BYTES``: a divisor of the device's members (one
+    batch size for all), all of them when the only fitting divisors are small."""
+    from hyperjax.population import CPU_CHUNK_BYTES, member_chunk
+
+    cart = hj.PPO(env="CartPole-v1", num_envs=16, num_steps=128, num_minibatches=4, hidden=(64, 64))
+    fits = CPU_CHUNK_BYTES // (512 * 64 * 4)
+    assert fits >= 2
+    for n in (1, 2, 4, 6, 8, 16, 31, 32, 128):
+        k = member_chunk(cart, n)
+        assert n % k == 0 and (k <= fits or k == n)
+        assert k == n or 2 * k >= fits
+    assert member_chunk(cart, 32) == max(d for d in range(1, fits + 1) if 32 % d == 0)
+    # wider inputs (MinAtar's 400 features) -> smaller chunks; tiny networks are not chunked
+    minatar = cart.replace(env="Breakout-MinAtar")
+    assert member_chunk(minatar, 32) <= member_chunk(cart, 32)
+    assert member_chunk(AGENT, 64) == 64
+    # a gradient step of A2C is its whole rollout
+    a2c = hj.A2C(env="CartPole-v1", num_envs=16, t_max=5)
+    assert a2c.learn_batch == 80 and cart.learn_batch == 512
+
+
+def test_chunked_members_agree_with_members_together(monkeypatch):
+    """Advancing a device's members in chunks (``lax.map`` over chunks of ``member_chunk``
+    members, vmap within) is another kind of program: every member's numbers agree with those
+    of all members vmapped at once to float32 rounding (10 updates of 8 members, 4 per device in
+    chunks of 2 and of 1: every float leaf of the state and every metric; integer leaves and
+    keys exactly), and within it a member's numbers do not depend on its position (the members
+    in reverse order: bit for bit)."""
+    from hyperjax import population as pop
+
+    hp = _hp(8)
+    keys, _ = member_keys(as_key(3), 8, 1)
+    rev = np.arange(8)[::-1]
+    per = AGENT.learn_batch * 16 * 4  # bytes of one member's widest activations
+
+    def run(chunk_bytes, order=slice(None)):
+        monkeypatch.setattr(pop, "CPU_CHUNK_BYTES", chunk_bytes)
+        runner = pop.Runner(AGENT, pop.population_mesh())  # a fresh runner traces afresh
+        h = jax.tree.map(lambda x: np.asarray(x)[order], hp)
+        state, metrics = runner.advance(runner.init(keys[order], h), h, 10)
+        return [_host(x) for x in jax.tree.leaves((state, metrics))]
+
+    together = run(1 << 30)
+    local = 8 // jax.device_count()
+    for chunk in (2, 1):
+        monkeypatch.setattr(pop, "CPU_CHUNK_BYTES", per * chunk)
+        assert pop.member_chunk(AGENT, local) == min(chunk, local)
+        chunked = run(per * chunk)
+        for a, b in zip(together, chunked, strict=True):
+            if np.issubdtype(a.dtype, np.floating):
+                np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5)
+            else:
+                np.testing.assert_array_equal(b, a)
+    for a, b in zip(chunked, run(per, rev), strict=True):  # chunks of 1, members reversed
+        np.testing.assert_array_equal(b[rev], a)

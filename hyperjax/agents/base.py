@@ -136,6 +136,11 @@ class ActorCriticAgent:
         return self.num_envs * self.rollout_length
 
     @property
+    def learn_batch(self) -> int:
+        """Samples in one gradient step: the whole rollout (``steps_per_update``)."""
+        return self.steps_per_update
+
+    @property
     def env_obj(self) -> Env:
         return make_env(self.env)
 

@@ -78,6 +78,11 @@ class PPO(ActorCriticAgent):
                 f"{self.steps_per_update}"
             )
 
+    @property
+    def learn_batch(self) -> int:
+        """Samples in one gradient step: a minibatch."""
+        return self.steps_per_update // self.num_minibatches
+
     def make_optimizer(self, hp) -> optax.GradientTransformation:
         return optax.chain(
             optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(hp.learning_rate, eps=1e-5)
