@@ -3,7 +3,7 @@ wall time, scored on test seeds never used in tuning.
 
     python benchmarks/race.py --smoke                     # every method and the peer on Acrobot-v1, 60 s, 1 seed
     python benchmarks/race.py [--tasks T ...] [--methods M ...] [--seeds 5] [--results FILE]
-    python benchmarks/race.py --table [--results FILE]    # the table and anytime curves from the results
+    python benchmarks/race.py --table [--results FILE] [--plot race.png]   # the table (and anytime curves) from the results
 
 Every (task, method, study seed) cell runs in a fresh process (imports and compiles count
 against its wall time, as they do for the peer) and appends one JSON line to ``--results``
@@ -14,7 +14,9 @@ anytime curves is what contention cannot distort.
 Protocol. PPO with the peers' settings (16 envs x 128 steps, 4 epochs x 4 minibatches, 64x64
 tanh actor and critic) over their seven-parameter space (``tuning.SPACE``), trials of 8 phases
 of 32,768 env steps, 32 slots, ``max_seconds`` = the task's time (Acrobot-v1 and Pendulum-v1
-300 s, the MinAtar games 600 s). Methods: ``default`` (``tune``'s defaults), ``hypertrick-sobol``
+300 s, the MinAtar games 600 s; the peer cannot run Pendulum-v1: its greedy evaluation takes
+the argmax of discrete logits, which rejax's Gaussian policy does not have, so its cells fail
+and write no row). Methods: ``default`` (``tune``'s defaults), ``hypertrick-sobol``
 (r = 0.3), ``hypertrick-bnn``, ``asha-bnn``, ``pbt`` (interval 2, quantile 0.25, every slot
 training until the time is up), ``pb2`` (the same, exploring with the BNN), ``none`` (no early
 stopping: population random search) and
@@ -42,6 +44,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.path.join(HERE, "..", "..", "shared", "peers", "optuna_rejax.sh")
@@ -241,6 +244,71 @@ def table(path: str) -> list[dict]:
     return out
 
 
+def _step_on_grid(curve, axis: int, grid):
+    """A study's incumbent score (a step function of its ``curve`` column ``axis``) on ``grid``; NaN before the first."""
+    import numpy as np
+
+    xs = np.array([pt[axis] for pt in curve if pt[2] is not None], np.float64)
+    ys = np.array([pt[2] for pt in curve if pt[2] is not None], np.float64)
+    if xs.size == 0:
+        return np.full(len(grid), np.nan)
+    i = np.searchsorted(xs, grid, side="right") - 1
+    return np.where(i >= 0, ys[np.maximum(i, 0)], np.nan)
+
+
+def plot(path: str, out: str) -> None:
+    """Anytime curves: per task, the incumbent's tuning score against wall seconds and against env
+    steps, median and interquartile range over study seeds per method (where at least half of
+    the seeds have an incumbent); methods with at most one incumbent per study (the peer reports
+    only its end, PBT evaluates once at the end) as their median end point with the
+    interquartile ranges of both coordinates."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    with open(path) as f:
+        rows = [json.loads(ln) for ln in f if ln.strip()]
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 3.6 * len(tasks)), squeeze=False)
+    for t, task in enumerate(tasks):
+        here = [r for r in rows if r["task"] == task]
+        for c, (axis, key, label) in enumerate([(0, "wall_seconds", "wall seconds"), (1, "env_steps", "env steps")]):
+            ax = axes[t, c]
+            for method in dict.fromkeys(r["method"] for r in here):
+                cells = [r for r in here if r["method"] == method]
+                color = f"C{METHODS.index(method)}"  # one colour per method in every panel
+                # ticks with an incumbent; the peer has no curve and PBT evaluates at the last tick
+                scored = [sum(pt[2] is not None for pt in r.get("anytime", [])) for r in cells]
+                if max(scored) <= 2:  # (which the end-of-study callback repeats): end points
+                    xs = np.array([r[key] for r in cells if r.get(key) is not None and r.get("tuning_score") is not None])
+                    ys = np.array([r["tuning_score"] for r in cells if r.get(key) is not None and r.get("tuning_score") is not None])
+                    if xs.size:
+                        q = lambda v: np.percentile(v, [25, 50, 75])  # noqa: E731
+                        (x0, x1, x2), (y0, y1, y2) = q(xs), q(ys)
+                        ax.errorbar([x1], [y1], xerr=[[x1 - x0], [x2 - x1]], yerr=[[y1 - y0], [y2 - y1]], fmt="o",
+                                    color=color, capsize=3, label=f"{method} (end, n={xs.size})")
+                    continue
+                top = max(pt[axis] for r in cells for pt in r["anytime"])
+                grid = np.linspace(0.0, top, 300)
+                curves = np.stack([_step_on_grid(r["anytime"], axis, grid) for r in cells])
+                enough = np.isfinite(curves).sum(axis=0) * 2 >= len(cells)
+                with warnings.catch_warnings():  # all-NaN grid points (before any incumbent) stay NaN
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    lo, med, hi = (np.where(enough, np.nanpercentile(curves, p, axis=0), np.nan) for p in (25, 50, 75))
+                ax.plot(grid, med, color=color, label=f"{method} (n={len(cells)})")
+                ax.fill_between(grid, lo, hi, color=color, alpha=0.2, linewidth=0)
+            ax.set_xlabel(label)
+            ax.set_ylabel("incumbent's tuning score")
+            ax.set_title(f"{task}: against {label}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", default=list(TASKS), help=f"default: {' '.join(TASKS)}")
@@ -252,6 +320,7 @@ def main(argv=None) -> None:
     p.add_argument("--results", default=RESULTS)
     p.add_argument("--smoke", action="store_true", help="Acrobot-v1, every method, 60 s, 1 seed, 2 test seeds")
     p.add_argument("--table", action="store_true", help="print the table of --results and stop")
+    p.add_argument("--plot", metavar="PNG", help="with --table: also draw the anytime curves of --results to PNG")
     p.add_argument("--cell", nargs=3, metavar=("TASK", "METHOD", "SEED"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
 
@@ -264,6 +333,8 @@ def main(argv=None) -> None:
     if a.table:
         for row in table(a.results):
             print(json.dumps(row), flush=True)
+        if a.plot:
+            plot(a.results, a.plot)
         return
     if a.smoke:
         import tempfile
@@ -274,14 +345,19 @@ def main(argv=None) -> None:
         if task not in TASKS:
             p.error(f"--tasks: {task!r} is not one of {', '.join(TASKS)}")
     os.makedirs(os.path.dirname(os.path.abspath(a.results)), exist_ok=True)
-    done = _done(a.results)
+    done, failed = _done(a.results), []
     for seed in range(a.seeds):  # seeds outermost: a partial race has every method at equal seeds
         for task in a.tasks:
             seconds = float(a.seconds or TASKS[task])
             for method in a.methods:
                 if (task, method, seed, seconds) in done:
                     continue
-                row = _run_in_process(task, method, seed, seconds, a.test_seeds, a.test_episodes)
+                try:
+                    row = _run_in_process(task, method, seed, seconds, a.test_seeds, a.test_episodes)
+                except RuntimeError as e:  # one failing cell (e.g. the peer on a task it cannot run)
+                    failed.append(f"{task}/{method}/{seed}")  # writes no row: a later sitting retries it
+                    print(str(e), file=sys.stderr, flush=True)
+                    continue
                 row["commit"] = _commit()  # which engine and tuner the row measured
                 with open(a.results, "a") as f:
                     f.write(json.dumps(row) + "\n")
@@ -295,6 +371,8 @@ def main(argv=None) -> None:
     if not a.smoke:
         for row in table(a.results):
             print(json.dumps(row), flush=True)
+    if failed:
+        sys.exit(f"race: {len(failed)} cell(s) failed (see above): {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -48,8 +48,12 @@ def bootstrap_ci(x, statistic=iqm, confidence: float = 0.95, resamples: int = 10
         return math.nan, math.nan
     if np.all(a == a[0]):
         return float(a[0]), float(a[0])
-    res = stats.bootstrap((a,), lambda s, axis=-1: np.apply_along_axis(statistic, axis, s), confidence_level=confidence,
-                          n_resamples=resamples, method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+    if statistic is iqm:  # one vectorised call over all resamples (the same values, ~100x faster)
+        stat = lambda s, axis=-1: stats.trim_mean(s, 0.25, axis=axis)  # noqa: E731
+    else:
+        stat = lambda s, axis=-1: np.apply_along_axis(statistic, axis, s)  # noqa: E731
+    res = stats.bootstrap((a,), stat, confidence_level=confidence, n_resamples=resamples, method="percentile",
+                          vectorized=True, rng=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
