@@ -19,7 +19,8 @@ the argmax of discrete logits, which rejax's Gaussian policy does not have, so i
 and write no row). Methods: ``default`` (``tune``'s defaults), ``hypertrick-sobol``
 (r = 0.3), ``hypertrick-bnn``, ``asha-bnn``, ``pbt`` (interval 2, quantile 0.25, every slot
 training until the time is up), ``pb2`` (the same, exploring with the BNN), ``none`` (no early
-stopping: population random search) and
+stopping: population random search), ``seeds2`` (the default on 16 slots of 2 seeds each, a
+trial's score the mean of its seeds: as many members, half the trials, a less noisy pick) and
 ``peer`` (``../shared/peers/optuna_rejax.sh``). The score of a study is its **test return**:
 the configuration it picked is retrained from scratch by hyperjax's trainer on ``--test-seeds``
 fresh seeds for the trial length and evaluated greedily on ``--test-episodes`` episodes per
@@ -50,7 +51,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.path.join(HERE, "..", "..", "shared", "peers", "optuna_rejax.sh")
 RESULTS = os.path.join(HERE, "results", "race.jsonl")
 TASKS = {"Acrobot-v1": 300, "Breakout-MinAtar": 600, "SpaceInvaders-MinAtar": 600, "Pendulum-v1": 300}
-METHODS = ["default", "hypertrick-sobol", "hypertrick-bnn", "asha-bnn", "pbt", "pb2", "none", "peer"]
+METHODS = ["default", "hypertrick-sobol", "hypertrick-bnn", "asha-bnn", "pbt", "pb2", "none", "seeds2", "peer"]
 PHASE, PHASES, SLOTS = 32_768, 8, 32
 TEST_SEED_BASE = 10**6  # fresh seeds: studies use seeds 0..; retraining 10**6 + seed
 
@@ -80,6 +81,8 @@ def _study_kwargs(method: str, seed: int, seconds: float) -> dict:
             kw["scheduler"], kw["proposer"] = hj.schedulers.PB2(interval=2, quantile=0.25), bnn()
     elif method == "none":
         kw["scheduler"] = "none"
+    elif method == "seeds2":  # the default's scheduler and proposer, each trial on 2 seeds (its score: their mean)
+        kw["slots"], kw["seeds"] = SLOTS // 2, 2  # as many members as the default, half the trials at once
     elif method != "default":
         raise ValueError(f"race: method {method!r} is unknown; allowed: {', '.join(METHODS)}")
     return kw

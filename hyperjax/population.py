@@ -56,13 +56,19 @@ AXIS = "pop"
 CPU_CHUNK_BYTES = 1 << 18
 
 
+def member_bytes(agent: ActorCriticAgent) -> int:
+    """Bytes of one member's widest activations: a gradient step's samples
+    (``agent.learn_batch``) x the widest layer (observation or hidden), float32."""
+    return agent.learn_batch * max((agent.env_obj.obs_dim, *tuple(agent.hidden))) * 4
+
+
 def member_chunk(agent: ActorCriticAgent, members: int) -> int:
     """How many of a device's ``members`` XLA:CPU advances at once: the largest divisor of
-    ``members`` whose activations fit :data:`CPU_CHUNK_BYTES`, or all of them if that divisor
-    is under half the fitting count (e.g. a prime number of members). A divisor, so every member
-    runs in a batch of one size (what a member's numbers depend on: see the module docstring)."""
-    width = max((agent.env_obj.obs_dim, *tuple(agent.hidden)))
-    fits = max(1, CPU_CHUNK_BYTES // (agent.learn_batch * width * 4))
+    ``members`` whose activations (:func:`member_bytes` each) fit :data:`CPU_CHUNK_BYTES`, or
+    all of them if that divisor is under half the fitting count (e.g. a prime number of
+    members). A divisor, so every member runs in a batch of one size (what a member's numbers
+    depend on: see the module docstring)."""
+    fits = max(1, CPU_CHUNK_BYTES // member_bytes(agent))
     if members <= fits:
         return members
     k = max(d for d in range(1, fits + 1) if members % d == 0)
@@ -144,10 +150,8 @@ class Runner:
         if k >= n:
             return together(state, hp)
 
-        def chunked(s, h):  # (n, ...) -> (n // k, k, ...): k members at a time, in order
-            split = lambda x: x.reshape((n // k, k) + x.shape[1:])  # noqa: E731
-            out = jax.lax.map(lambda a: together(*a), jax.tree.map(split, (s, h)))
-            return jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), out)
+        def chunked(s, h):  # a scan over n // k chunks, k members vmapped in each, in order
+            return jax.lax.map(lambda a: member(*a), (s, h), batch_size=k)
 
         # other backends want the widest batch they can get
         return jax.lax.platform_dependent(state, hp, cpu=chunked, default=together)

@@ -324,9 +324,11 @@ def test_member_chunk_divides_and_follows_the_activation_size():
     """XLA:CPU advances a device's members in chunks whose widest activations (a gradient step's
     samples x the widest layer) fit ``CPU_CHUNK_BYTES``: a divisor of the device's members (one
     batch size for all), all of them when the only fitting divisors are small."""
-    from hyperjax.population import CPU_CHUNK_BYTES, member_chunk
+    from hyperjax.population import CPU_CHUNK_BYTES, member_bytes, member_chunk
 
     cart = hj.PPO(env="CartPole-v1", num_envs=16, num_steps=128, num_minibatches=4, hidden=(64, 64))
+    assert member_bytes(cart) == 512 * 64 * 4  # a minibatch of 512 samples x 64 units, float32
+    assert member_bytes(cart.replace(env="Breakout-MinAtar")) == 512 * 400 * 4  # 400 inputs
     fits = CPU_CHUNK_BYTES // (512 * 64 * 4)
     assert fits >= 2
     for n in (1, 2, 4, 6, 8, 16, 31, 32, 128):
@@ -355,7 +357,7 @@ def test_chunked_members_agree_with_members_together(monkeypatch):
     hp = _hp(8)
     keys, _ = member_keys(as_key(3), 8, 1)
     rev = np.arange(8)[::-1]
-    per = AGENT.learn_batch * 16 * 4  # bytes of one member's widest activations
+    per = pop.member_bytes(AGENT)
 
     def run(chunk_bytes, order=slice(None)):
         monkeypatch.setattr(pop, "CPU_CHUNK_BYTES", chunk_bytes)
