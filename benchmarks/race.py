@@ -174,12 +174,16 @@ def _peer_cell(task: str, seed: int, seconds: float, test_seeds: int, test_episo
 
 
 # -- the driver ---------------------------------------------------------------------------------
+def _load(path: str) -> list[dict]:
+    """The result rows of ``path`` (one JSON object per line)."""
+    with open(path) as f:
+        return [json.loads(ln) for ln in f if ln.strip()]
+
+
 def _done(path: str) -> set[tuple]:
     if not os.path.exists(path):
         return set()
-    with open(path) as f:
-        rows = [json.loads(ln) for ln in f if ln.strip()]
-    return {(r["task"], r["method"], r["seed"], r["seconds"]) for r in rows}
+    return {(r["task"], r["method"], r["seed"], r["seconds"]) for r in _load(path)}
 
 
 def _run_in_process(task, method, seed, seconds, test_seeds, test_episodes) -> dict:
@@ -220,8 +224,7 @@ def table(path: str) -> list[dict]:
     """One row per (task, method): test-return IQM and 95% interval, medians of the rest."""
     from hyperjax import analysis
 
-    with open(path) as f:
-        rows = [json.loads(ln) for ln in f if ln.strip()]
+    rows = _load(path)
     out = []
     for task in dict.fromkeys(r["task"] for r in rows):
         here = [r for r in rows if r["task"] == task]
@@ -271,8 +274,7 @@ def plot(path: str, out: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    with open(path) as f:
-        rows = [json.loads(ln) for ln in f if ln.strip()]
+    rows = _load(path)
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 3.6 * len(tasks)), squeeze=False)
     for t, task in enumerate(tasks):
@@ -285,9 +287,10 @@ def plot(path: str, out: str) -> None:
                 # ticks with an incumbent; the peer has no curve and PBT evaluates at the last tick
                 scored = [sum(pt[2] is not None for pt in r.get("anytime", [])) for r in cells]
                 if max(scored) <= 2:  # (which the end-of-study callback repeats): end points
-                    xs = np.array([r[key] for r in cells if r.get(key) is not None and r.get("tuning_score") is not None])
-                    ys = np.array([r["tuning_score"] for r in cells if r.get(key) is not None and r.get("tuning_score") is not None])
-                    if xs.size:
+                    ends = [(r[key], r["tuning_score"]) for r in cells
+                            if r.get(key) is not None and r.get("tuning_score") is not None]
+                    if ends:
+                        xs, ys = np.array(ends, np.float64).T
                         q = lambda v: np.percentile(v, [25, 50, 75])  # noqa: E731
                         (x0, x1, x2), (y0, y1, y2) = q(xs), q(ys)
                         ax.errorbar([x1], [y1], xerr=[[x1 - x0], [x2 - x1]], yerr=[[y1 - y0], [y2 - y1]], fmt="o",
