@@ -43,3 +43,20 @@ def hypertrick_store(tmp_path_factory) -> str:
 def pbt_store(tmp_path_factory) -> str:
     """A finished PBT study's store (exploit/explore lineages). Read it, do not write it."""
     return _small_store(tmp_path_factory, "pbt", scheduler={"name": "pbt"})
+
+
+def expected_best(res):
+    """The trial a finished study must name as its best, worked out from its records: with its
+    leaders re-evaluated (``tune(reevaluate=...)``, two or more of them) the one with the
+    highest re-evaluation (ties: the higher first objective, then the earlier trial); else the
+    scored trial with the highest first objective (ties: the earlier trial)."""
+    import math
+
+    from hyperjax.study.records import final_objective
+
+    scored = [t for t in res.trials if t.scored and math.isfinite(final_objective(res.objective, t))]
+    first = sorted(scored, key=lambda t: (-final_objective(res.objective, t), t.id))
+    re = [t for t in first if math.isfinite(t.reeval_score)]
+    if len(re) >= 2:
+        return max(re, key=lambda t: (t.reeval_score, -first.index(t)))
+    return first[0] if first else None

@@ -120,7 +120,11 @@ def test_to_optuna_command(hypertrick_store, tmp_path):
     res = hj.load_study(hypertrick_store, params=False)
     study = optuna.load_study(study_name="s", storage=url)
     assert json.loads(out.output) == {"study_name": "s", "trials": len(res.trials), "storage": url}
-    assert study.best_value == res.best_score
+    # Optuna's best is the highest first evaluation; hyperjax's choice carries its re-evaluation
+    assert study.best_value == max(t.final_score for t in res.trials if t.scored)
+    exported = {t.number: t for t in study.trials}
+    assert exported[res.best.id].user_attrs["reeval_score"] == res.best.reeval_score
+    assert study.user_attrs["summary"]["best"] == res.best.id
     again = CliRunner().invoke(main, ["to-optuna", hypertrick_store, url, "--name", "s"])
     assert again.exit_code != 0 and "overwrite" in again.output
 

@@ -76,8 +76,17 @@ def test_the_study_optimises_the_objective(objective, tmp_path):
     assert told == sum(np.isfinite(t.curve).sum() for t in res.trials) > 0
     scored = [t for t in res.trials if t.scored]
     objs = [final_objective(objective, t) for t in scored]
-    assert res.best is scored[int(np.argmax(objs))]
-    assert res.best_objective == max(objs) and res.summary()["objective"] == objective
+    if objective == "auc":  # no re-evaluation: a greedy evaluation does not measure training returns
+        assert all(math.isnan(t.reeval_score) for t in res.trials)
+        assert res.best is scored[int(np.argmax(objs))] and res.best_objective == max(objs)
+    else:  # the leaders re-evaluated on the objective: per-seed means, their mean less their spread
+        leaders = [t for t in res.trials if math.isfinite(t.reeval_score)]
+        assert len(leaders) == min(8, len(scored))
+        for t in leaders:
+            v = np.asarray(t.reeval_scores)
+            assert len(v) == 2 and t.reeval_score == pytest.approx(v.mean() - v.std(ddof=1), rel=1e-9)
+        assert res.best is max(leaders, key=lambda t: t.reeval_score)
+    assert res.summary()["objective"] == objective
     if objective == "auc":
         # the curve's mean, not the greedy evaluation, ranks the trials here
         assert res.best_objective == pytest.approx(np.nanmean(res.best.curve))
@@ -91,6 +100,8 @@ def test_the_study_optimises_the_objective(objective, tmp_path):
 
 
 def test_final_is_the_default_and_unchanged():
-    res = hj.tune(AGENT, SPACE, scheduler="none", **KW)
+    # without the final re-evaluation the best is the highest first evaluation, as it always was
+    res = hj.tune(AGENT, SPACE, scheduler="none", reevaluate=0, **KW)
     assert res.objective == "final" and "objective" not in res.summary()
     assert res.best.final_score == max(t.final_score for t in res.trials if t.scored) == res.best_objective
+    assert all(math.isnan(t.reeval_score) and not t.reeval_scores for t in res.trials)

@@ -15,6 +15,7 @@ from hyperjax.schedulers import ASHA, PBT, HyperTrick
 from hyperjax.space import Choice, Float, Int, SearchSpace
 from hyperjax.study.buckets import allocate_slots, enumerate_buckets
 from hyperjax.study.policies import project
+from tests.conftest import expected_best
 
 AGENT = hj.PPO(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=1, num_epochs=1, hidden=(16,))
 SPACE = SearchSpace({"learning_rate": Float(1e-4, 1e-2, log=True), "gamma": Choice((0.9, 0.99, 0.999), ordered=True)})
@@ -46,9 +47,9 @@ def _check_records(res, budget, num_phases=4):
     for _, seg in tl.groupby("slot"):
         seg = seg.sort_values("start_tick")
         assert (seg.start_tick.values[1:] >= seg.end_tick.values[:-1]).all()
-    # the best is the completed trial with the highest final score
+    # the best: the leader with the highest re-evaluation (the highest final score without one)
     assert res.best.status == "completed"
-    assert res.best_score == done.final_score.max()
+    assert res.best is expected_best(res)
     for t in res.trials:
         assert len(t.curve) == len(t.curve_steps) == t.phases - t.start_phase
     return df
@@ -228,7 +229,7 @@ def test_pbt_lineage_and_failed_members(monkeypatch):
     assert len(failed.curve) == 1 and math.isnan(failed.curve[0]) and math.isnan(failed.final_score)
     assert list(df[df.status == "failed"].trial) == [2]  # the only failure
     assert res.best is not None and res.best.id != 2 and res.best.config["learning_rate"] < 1
-    assert math.isfinite(res.best_score) and res.best_score == df.final_score.max()
+    assert math.isfinite(res.best_score) and res.best is expected_best(res)
     # the population goes on: its slot is refilled by a copy at the same boundary ...
     slot = failed.slot
     heir = [t for t in res.trials if t.origin == "pbt" and t.segments[0][0] == slot and t.segments[0][3] == 1]
@@ -295,7 +296,7 @@ def test_max_seconds_stops_the_study():
     # the trials the limit stopped while they ran were evaluated (a study always has an answer)
     stopped = [t for t in res.trials if t.status == "stopped" and t.end_reason == "study ended" and t.segments]
     assert all(t.scored and len(t.final_scores) == 1 for t in stopped), [t.final_score for t in stopped]
-    assert res.best is not None and res.best_score == max(t.final_score for t in res.trials if t.scored)
+    assert res.best is not None and res.best is expected_best(res)
 
 
 def test_a_study_stopped_by_time_before_any_completion_has_an_answer(tmp_path):
@@ -311,7 +312,8 @@ def test_a_study_stopped_by_time_before_any_completion_has_an_answer(tmp_path):
     assert ran and all(t.scored and len(t.final_scores) == 1 for t in ran)
     assert all(not t.scored for t in res.trials if t not in ran)  # evicted, failed or never run
     assert res.best.status == "stopped" and res.summary()["best_status"] == "stopped"
-    assert res.best_score == max(t.final_score for t in ran) and res.best_so_far()[-1][1] == res.best_score
+    assert res.best is expected_best(res) and res.best in ran
+    assert res.best_so_far()[-1][1] == max(t.final_score for t in ran)
     assert res.best_state is not None and np.isfinite(res.evaluate_best(episodes=2))
     back = hj.load_study(d)
     assert back.best.id == res.best.id and back.best_score == res.best_score
@@ -330,6 +332,8 @@ def test_a_study_stopped_by_time_before_any_completion_has_an_answer(tmp_path):
         (dict(phase_steps=10), "phase_steps=10 is less than one update"),
         (dict(trial_steps=PHASE - 1), "trial_steps=255 must be >= phase_steps"),
         (dict(max_seconds=-1), "max_seconds=-1"),
+        (dict(reevaluate=-1), "reevaluate=-1"),
+        (dict(reevaluate_episodes=0), "reevaluate_episodes=0"),
         (dict(seeds=0), "seeds=0"),
         (dict(fixed={"clip_eps": -1.0}), "clip_eps"),
     ],
@@ -665,4 +669,4 @@ def test_a_trial_fails_if_any_of_its_seeds_does():
         for per_seed, score in zip(t.seed_curve, t.curve):
             assert len(per_seed) == 2 and score == pytest.approx(np.mean(per_seed), rel=1e-12)
     assert any(s[0] != s[1] for t in healthy for s in t.seed_curve)  # two runs, not one counted twice
-    assert res.best.id != 1 and res.best_score == max(t.final_score for t in healthy)
+    assert res.best.id != 1 and res.best is expected_best(res) and res.best in healthy

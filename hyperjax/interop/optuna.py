@@ -6,7 +6,10 @@ show it. The store is only read (a finished, killed or running study); exporting
 How hyperjax maps onto Optuna (one Optuna trial per hyperjax trial, numbers equal to ids):
 
 - **Direction** maximize; the objective value is the trial's ``final_score`` (the greedy
-  evaluation return), named ``"final_score"``.
+  evaluation return), named ``"final_score"``. So Optuna's best trial is the highest first
+  evaluation; hyperjax's best (``summary["best"]`` in the study's attributes) is the leader
+  that scored highest when the leaders were re-evaluated on fresh episodes at the end: the
+  user attributes ``"reeval_score"`` and ``"reeval_scores"`` of the trials that were.
 - **Params** are the search space's dimensions only: ``Float`` -> ``FloatDistribution``,
   ``Int`` -> ``IntDistribution`` (``step=q`` where Optuna can hold it: not with ``log``, and
   only when ``high - low`` is a multiple of ``q``; else ``step=1``), ``Choice`` ->
@@ -207,6 +210,9 @@ def trial_user_attrs(trial: Trial, space, lineage: list[int], fail_reason: str, 
         "bucket": trial.bucket,
         "fixed": {k: v for k, v in trial.config.items() if k not in space.dims},
     }
+    if math.isfinite(trial.reeval_score):  # a leader re-evaluated when the study ended
+        attrs["reeval_score"] = trial.reeval_score
+        attrs["reeval_scores"] = trial.reeval_scores
     if fail_reason:
         attrs["fail_reason"] = fail_reason
     if nan_steps:

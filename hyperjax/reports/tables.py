@@ -65,7 +65,8 @@ def history(data: StudyData) -> tuple[pd.DataFrame, pd.DataFrame]:
         (when it completed), ``env_steps`` (study env steps by then), ``score``, ``config``.
       best: the best-so-far step function: a row each time the best improved, plus one at the
         study's end (``trial`` -1) holding the last value; ``seconds``, ``env_steps``, ``score``,
-        ``trial``. Non-decreasing; its last score is the study's best score.
+        ``trial``. Non-decreasing; its last score is the highest first evaluation (the study's
+        ``best`` may be another leader, chosen by the final re-evaluation).
     """
     rows = []
     for t in data.result.trials:

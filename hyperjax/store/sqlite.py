@@ -16,7 +16,9 @@ Tables (readable with ``sqlite3`` or ``pandas.read_sql`` without hyperjax; JSON 
 - ``trials``: one row per trial (``id``, ``status``, ``end_reason``, ``bucket``, ``origin``,
   ``parent``, ``phases``, ``start_phase``, ``final_score``, ``final_scores``, ``env_steps``,
   ``compute_seconds``, ``config``, ``u``, ``params_tick``: the ``params/`` checkpoint holding its
-  final members, or NULL).
+  final members, or NULL; ``reeval_score``, ``reeval_scores``: its re-evaluation on fresh
+  episodes when the study ended, for the leading trials (``tune(reevaluate=...)``), else NULL
+  and ``[]``).
 - ``observations``: every phase boundary of every trial (``trial``, ``phase`` (0-based index in
   its curve), ``env_steps`` per member, ``score`` (mean over seeds; NULL if non-finite),
   ``seed_scores`` (JSON), ``seconds`` (study clock), ``tick``, ``entropy``: the policy's entropy
@@ -69,7 +71,8 @@ CREATE TABLE IF NOT EXISTS study (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS trials (
     id INTEGER PRIMARY KEY, status TEXT, end_reason TEXT, bucket INTEGER, origin TEXT, parent INTEGER,
     phases INTEGER, start_phase INTEGER, final_score REAL, final_scores TEXT, env_steps INTEGER,
-    compute_seconds REAL, config TEXT, u TEXT, seeds INTEGER, params_tick INTEGER);
+    compute_seconds REAL, config TEXT, u TEXT, seeds INTEGER, params_tick INTEGER, reeval_score REAL,
+    reeval_scores TEXT);
 CREATE TABLE IF NOT EXISTS observations (
     trial INTEGER, phase INTEGER, env_steps INTEGER, score REAL, seed_scores TEXT, seconds REAL, tick INTEGER,
     entropy REAL, PRIMARY KEY (trial, phase));
@@ -198,7 +201,8 @@ def connect(directory: str, readonly: bool = False) -> sqlite3.Connection:
 
 # columns added after the first stores were written: (table, column, type); an older store gets
 # them (NULL in its old rows) when a writer opens it
-_ADDED_COLUMNS = (("observations", "entropy", "REAL"),)
+_ADDED_COLUMNS = (("observations", "entropy", "REAL"), ("trials", "reeval_score", "REAL"),
+                  ("trials", "reeval_scores", "TEXT"))
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
@@ -344,10 +348,12 @@ class StudyStore:
     # -- writing a tick --------------------------------------------------------------------------
     def _write_trial(self, t, params_tick) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO trials (id, status, end_reason, bucket, origin, parent, phases, start_phase, "
+            "final_score, final_scores, env_steps, compute_seconds, config, u, seeds, params_tick, reeval_score, "
+            "reeval_scores) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (t.id, t.status, t.end_reason, t.bucket, t.origin, t.parent, t.phases, t.start_phase, _num(t.final_score),
              _json(t.final_scores), t.env_steps, t.compute_seconds, _json(t.config), _json([float(x) for x in t.u]),
-             len(t.seeds), params_tick))
+             len(t.seeds), params_tick, _num(t.reeval_score), _json(t.reeval_scores)))
         self.conn.execute("DELETE FROM segments WHERE trial = ?", (t.id,))
         self.conn.executemany(
             "INSERT INTO segments VALUES (?,?,?,?,?,?,?)",
@@ -367,8 +373,21 @@ class StudyStore:
         completed = changes["completed"]
         if not self.keep_params:  # only a new best trial's
             completed = {k: v for k, v in completed.items() if study.best is not None and k == study.best.id}
+            if final and study.best is not None and not completed:
+                # the final choice among re-evaluated leaders may be one that never was the best
+                # when it completed: its members are saved now (every process: each its shards)
+                unsaved = False
+                if self.primary:
+                    row = self.conn.execute("SELECT params_tick FROM trials WHERE id = ?", (study.best.id,)).fetchone()
+                    unsaved = row is None or row[0] is None
+                if distributed.broadcast_flag(unsaved):
+                    completed = {study.best.id: study.best_state}
+        # The final write follows the last tick's own write of the same tick number: its
+        # parameters get a number of their own (the last tick's would otherwise be overwritten:
+        # trials completed at the last tick of a time-limited study lost their saved members).
+        params_at = tick + 1 if final else tick
         if completed:
-            self._write(self.params, tick, {str(k): v for k, v in completed.items()})
+            self._write(self.params, params_at, {str(k): v for k, v in completed.items()})
         if snap:
             self._last_snapshot = t0
             self._snapshots = [f for f in self._snapshots if not f.done()]
@@ -393,7 +412,7 @@ class StudyStore:
                 f"SELECT id, params_tick FROM trials WHERE id IN ({','.join('?' * len(changes['trials']))})",
                 sorted(changes["trials"])).fetchall()) if changes["trials"] else {}
             for tid in sorted(changes["trials"]):
-                self._write_trial(study.trials[tid], tick if tid in completed else params_tick.get(tid))
+                self._write_trial(study.trials[tid], params_at if tid in completed else params_tick.get(tid))
             rows = []
             for tid, i in changes["observations"]:
                 t = study.trials[tid]

@@ -36,6 +36,7 @@ from hyperjax import distributed
 from hyperjax.population import Runner
 from hyperjax.study.buckets import bucket_of
 from hyperjax.study.decisions import Action, Arrival, Decision
+from hyperjax.study import selection
 from hyperjax.study.records import StudyResult, Trial, final_objective, phase_objective
 from hyperjax.train import member_keys
 
@@ -281,14 +282,25 @@ class Study:
       objective: what the scheduler, the proposer and the choice of the best optimise
         (``records.OBJECTIVES``; ``phase_objective`` at phase boundaries, ``final_objective``
         for evaluated trials).
+      reevaluate, reevaluate_episodes: when the study ends, its ``reevaluate`` leading trials
+        are evaluated again on ``reevaluate_episodes`` fresh episodes per seed and the best is
+        chosen among them by that (``hyperjax.study.selection``); 0: the best is the highest
+        first evaluation. The leaders' members are kept on the device as they complete.
     """
 
     def __init__(self, *, agent, space, structural, buckets, pools, proposer, num_phases, seeds, budget,
                  max_seconds, eval_episodes, base_hp, key: jax.Array, scheduler_name: str,
                  observers: list | None = None, store=None, callbacks: list | None = None, t0: float | None = None,
-                 config: dict | None = None, objective: str = "final"):
+                 config: dict | None = None, objective: str = "final", reevaluate: int = 0,
+                 reevaluate_episodes: int = 64):
         self.agent, self.space, self.structural, self.buckets = agent, space, structural, buckets
         self.objective = objective
+        # the final re-evaluation (none for an objective it cannot rank)
+        self.reevaluate = int(reevaluate) if objective in selection.REEVALUATED else 0
+        self.reeval_rounds = selection.rounds(reevaluate_episodes, eval_episodes)
+        self.leaders: dict[int, Any] = {}  # trial id -> its final members (leading axis seeds), best first
+        self.reeval_key_data: np.ndarray | None = None  # (rounds, seeds, ...): set by precompile()
+        self.eval_call_seconds: list[float] = []  # each pool-wide evaluation so far
         self.pools: list[Pool] = pools
         self.proposer = proposer
         self.observers = list(observers or [])
@@ -333,15 +345,32 @@ class Study:
         """Seconds the study has run (across every process that ran it, when resumed)."""
         return time.perf_counter() - self.t0
 
+    def reserve_seconds(self) -> float:
+        """Seconds kept back from ``max_seconds`` for the final re-evaluation: its evaluation
+        calls (the leaders so far, each bucket's at least one call) at the slowest of the last
+        eight pool-wide evaluations (a leader's episodes may run longer than most: on
+        MinAtar a good policy survives longer). 0 before any evaluation was timed."""
+        if not self.reevaluate or not self.eval_call_seconds:
+            return 0.0
+        per_pool = collections.Counter(self.trials[tid].bucket for tid in self.leaders)
+        calls = sum(max(1, -(-per_pool.get(p.index, 0) * self.reeval_rounds // p.slots)) for p in self.pools
+                    if per_pool.get(p.index, 0) or len(self.pools) == 1)
+        return calls * max(self.eval_call_seconds[-8:])
+
+    def deadline(self) -> float | None:
+        """Study seconds by which training must end: ``max_seconds`` less the reserve."""
+        return None if self.max_seconds is None else self.max_seconds - self.reserve_seconds()
+
     def time_fits(self, ticks: int) -> bool:
-        """Whether ``ticks`` more ticks are expected to end before ``max_seconds``."""
+        """Whether ``ticks`` more ticks are expected to end before the :meth:`deadline`."""
         if self.max_seconds is None:
             return True
+        deadline = self.deadline()
         if len(self.tick_seconds) < 2:
-            return self.now() < self.max_seconds
+            return self.now() < deadline
         # Median: robust to the first ticks of each bucket, which include compiling.
         est = float(np.median(self.tick_seconds))
-        return self.now() + ticks * est <= self.max_seconds
+        return self.now() + ticks * est <= deadline
 
     # -- configurations ------------------------------------------------------------------------
     def proposer_ask(self, k: int, where: dict | None = None) -> np.ndarray | None:
@@ -521,6 +550,7 @@ class Study:
             returns = np.asarray(distributed.fetch(p.runner.evaluate(p.eval_keys, p.state, self.eval_episodes)))
             self.section = "tuner"
             eval_s += time.perf_counter() - t_eval
+            self.eval_call_seconds.append(time.perf_counter() - t_eval)
             per_member = returns[: p.members].mean(axis=1)
             for slot, t in items:
                 vals = per_member[p.members_of(slot)]
@@ -540,7 +570,59 @@ class Study:
                     self.best_state = members
                     self.found_best_at = self.now()
                 self._release(p, slot, status, reason)
+                self._keep_leader(t, members)  # once released: a leader is an evaluated trial
         return eval_s
+
+    def _keep_leader(self, trial: Trial, members) -> None:
+        """Keeps ``trial``'s members if it is among the ``reevaluate`` leading trials (and lets
+        go of the one it displaced)."""
+        if not self.reevaluate:
+            return
+        ids = selection.leaders([self.trials[i] for i in self.leaders] + [trial], self.objective, self.reevaluate)
+        kept = {tid: (members if tid == trial.id else self.leaders[tid]) for tid in ids}
+        self.leaders = kept
+
+    def _select(self) -> float:
+        """The final re-evaluation: every leader on the same fresh episodes
+        (``reeval_rounds * eval_episodes`` per seed), its ``reeval_score`` recorded, and the best
+        the leader that scores highest there. Copies of the leaders fill each pool's slots (one
+        round each), so a pool of ``slots`` slots evaluates ``slots`` copies per call with the
+        compiled evaluation the study already has; the pools' own states are left as they were.
+        Returns the seconds spent."""
+        order = [tid for tid in selection.leaders(self.trials, self.objective, self.reevaluate) if tid in self.leaders]
+        if len(order) < 2:
+            return 0.0
+        t0 = time.perf_counter()
+        self.section = "evaluate"
+        if self.reeval_key_data is None:  # a study that was not precompiled
+            self.reeval_key_data = selection.episode_key_data(self.key, self.reeval_rounds, self.seeds)
+        returns: dict[int, list[np.ndarray]] = collections.defaultdict(list)  # tid -> [(S, E) per round]
+        for p in self.pools:
+            ids = [tid for tid in order if self.trials[tid].bucket == p.index]
+            for call in selection.packing(ids, self.reeval_rounds, p.slots):
+                state = p.state
+                for j, (tid, _) in enumerate(call):
+                    state = p.runner.put(state, p.members_of(j), self.leaders[tid])
+                round_of_slot = np.zeros(p.slots, np.int64)
+                round_of_slot[: len(call)] = [r for _, r in call]
+                keys = selection.episode_keys(self.reeval_key_data, round_of_slot, jax.random.key_impl(self.key))
+                out = np.asarray(distributed.fetch(p.runner.evaluate(keys, state, self.eval_episodes)))
+                for j, (tid, _) in enumerate(call):
+                    returns[tid].append(out[p.members_of(j)])
+        scores = {}
+        for tid in order:
+            t = self.trials[tid]
+            seed_means = np.concatenate(returns[tid], axis=1).mean(axis=1)  # (S,)
+            t.reeval_scores = [float(v) for v in seed_means]
+            t.reeval_score = scores[tid] = selection.reevaluated_objective(self.objective, seed_means)
+            self.changes["trials"].add(tid)
+        chosen = selection.pick(order, scores)
+        if chosen is not None and (self.best is None or chosen != self.best.id):
+            self.best = self.trials[chosen]
+            self.best_state = self.leaders[chosen]
+            self.found_best_at = self.best.end_time
+        self.section = "tuner"
+        return time.perf_counter() - t0
 
     def _exploit(self, pool: Pool, items: list[Decision]) -> None:
         # Sources are read before any slot changes: the copy is one simultaneous gather.
@@ -564,11 +646,14 @@ class Study:
 
     def precompile(self, policy) -> None:
         """Compiles what a study first runs mid-way (evaluating a completed trial, taking its
-        members, putting a paused trial's back if ``policy.pauses``) ahead of time, so the
+        members, putting a paused trial's back if ``policy.pauses`` or a leader's for the final
+        re-evaluation) ahead of time, so the
         first completion or resume does not stall every slot for a compile."""
         for p in self.pools:
             p.runner.precompile(p.eval_keys, p.state, self.eval_episodes, len(p.members_of(0)),
-                                put=getattr(policy, "pauses", False))
+                                put=getattr(policy, "pauses", False) or self.reevaluate > 0)
+        if self.reevaluate:
+            self.reeval_key_data = selection.episode_key_data(self.key, self.reeval_rounds, self.seeds)
 
     def run(self, policy) -> StudyResult:
         self.thread = threading.get_ident()
@@ -624,7 +709,7 @@ class Study:
                 # PERSIST, NOTIFY
                 self._persist(policy)
                 # the clock is process 0's: every process stops at the same tick
-                if self.max_seconds is not None and distributed.broadcast(self.now() >= self.max_seconds):
+                if self.max_seconds is not None and distributed.broadcast(self.now() >= self.deadline()):
                     break
             ended = True
         finally:
@@ -633,6 +718,7 @@ class Study:
                 # A study that ends normally stops what still runs; one that is interrupted (an
                 # exception, Ctrl-C) keeps its last committed tick as it was, to be resumed.
                 self._stop_remaining()
+                self.timing["evaluate"] += self._select()
                 self.finished = True
                 self._persist(policy, final=True)
         return self.result()
@@ -769,6 +855,7 @@ class Study:
             "busy_ticks": list(self.busy_ticks), "busy_ticks_waiting": list(self.busy_ticks_waiting),
             "busy_members": list(self.busy_members),
             "best": -1 if self.best is None else self.best.id, "found_best_at": self.found_best_at,
+            "leaders": list(self.leaders), "eval_call_seconds": list(self.eval_call_seconds),
             "trials": [t.state_dict() for t in self.trials],
             "proposed": [[np.asarray(u), cfg] for u, cfg in self.proposed],
             "paused": [[tid, scores] for tid, (_, scores) in self.paused.items()],
@@ -779,10 +866,10 @@ class Study:
 
     def device_state(self) -> dict:
         """The device pytrees that live across ticks: every pool's members, the paused trials'
-        members and the best trial's."""
+        members, the best trial's and the leaders' (those the final re-evaluation chooses from)."""
         return {"pools": [p.state for p in self.pools],
                 "paused": {str(tid): saved for tid, (saved, _) in self.paused.items()},
-                "best": self.best_state}
+                "best": self.best_state, "leaders": {str(tid): m for tid, m in self.leaders.items()}}
 
     def load_state_dict(self, d: dict, policy, device: dict) -> None:
         """Restores :meth:`state_dict` and :meth:`device_state` (the study's clock continues
@@ -806,6 +893,10 @@ class Study:
             p.state = dev
         self.paused = {int(tid): (device["paused"][str(tid)], np.asarray(scores, np.float64)) for tid, scores in d["paused"]}
         self.best_state = device["best"]
+        # snapshots from before the final re-evaluation kept no leaders: it then chooses among
+        # the leaders that complete after the resume
+        self.leaders = {int(tid): device["leaders"][str(tid)] for tid in d.get("leaders", [])}
+        self.eval_call_seconds = [float(x) for x in d.get("eval_call_seconds", [])]
         _load_state(self.proposer, d["proposer"], self.trials)
         for o, s in zip(self.observers, d["observers"]):
             _load_state(o, s, self.trials)

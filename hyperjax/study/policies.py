@@ -173,7 +173,7 @@ class AsyncPolicy:
         if study.max_seconds is not None and len(study.tick_seconds) >= 2:
             # the first tick compiles: median of the rest (the later slow ones are outvoted)
             est = float(np.median(study.tick_seconds[1:]))
-            ticks_left = max(0.0, (study.max_seconds - study.now()) / max(est, 1e-9))
+            ticks_left = max(0.0, (study.deadline() - study.now()) / max(est, 1e-9))
             self.time_cap = max(1, afforded(ticks_left * self.full_tick))
         n = afforded(study.budget - study.used)
         n = int(min(max(n, started, 1), self.design_trials, self.time_cap or self.design_trials))

@@ -41,6 +41,9 @@ def read_trials(conn) -> list[Trial]:
             end_reason=r["end_reason"], phases=r["phases"], start_phase=r["start_phase"],
             final_score=_float(r["final_score"]), final_scores=json.loads(r["final_scores"]), env_steps=r["env_steps"],
             compute_seconds=r["compute_seconds"])
+        if "reeval_score" in r.keys():  # stores written before the final re-evaluation lack it
+            trials[r["id"]].reeval_score = _float(r["reeval_score"])
+            trials[r["id"]].reeval_scores = json.loads(r["reeval_scores"] or "[]")
     for r in conn.execute("SELECT * FROM observations ORDER BY trial, phase"):
         t = trials[r["trial"]]
         t.curve.append(_float(r["score"]))

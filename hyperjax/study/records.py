@@ -30,7 +30,9 @@ class Trial:
     while they ran (NaN for the others). ``entropy_curve[i]`` is the policy's entropy (nats, the
     mean over the phase's updates, minibatches and seeds) in the phase ending at boundary ``i``:
     how much the policy still explores (NaN where a seed failed; empty in stores written before
-    it was recorded).
+    it was recorded). ``reeval_score`` is the objective of its re-evaluation on fresh episodes
+    when the study ended (``tune(reevaluate=...)``: set for the leading trials only, NaN for the
+    others; ``reeval_scores`` the per-seed mean returns).
     """
 
     id: int
@@ -54,6 +56,8 @@ class Trial:
     env_steps: int = 0  # env steps it consumed, all seeds together
     compute_seconds: float = 0.0  # its share of the tick times while it held a slot
     segments: list[list] = dataclasses.field(default_factory=list)  # [slot, start_s, end_s, start_tick, end_tick]
+    reeval_score: float = math.nan  # the final re-evaluation's objective (leaders only)
+    reeval_scores: list[float] = dataclasses.field(default_factory=list)  # its per-seed mean returns
 
     @property
     def slot(self) -> int:
@@ -93,6 +97,7 @@ class Trial:
             "parent": -1 if self.parent is None else self.parent,
             "phases": self.phases,
             "final_score": self.final_score,
+            "reeval_score": self.reeval_score,
             "last_score": self.last_score,
             "entropy": self.last_entropy,
             "env_steps": self.env_steps,
@@ -169,9 +174,13 @@ class StudyResult:
 
     Attributes:
       trials: every trial, in the order they were created.
-      best: the trial with the highest final evaluation among the completed ones and those
-        the study's end stopped while they ran (evaluated then; ``best.status`` says which),
-        never a failed one; ``None`` if no trial was evaluated.
+      best: the study's choice among the completed trials and those the study's end stopped
+        while they ran (evaluated then; ``best.status`` says which), never a failed one;
+        ``None`` if no trial was evaluated. With ``tune(reevaluate=k)`` (the default, k = 8) the
+        k leading trials by the objective were evaluated again on fresh episodes when the
+        study ended and ``best`` is the one that scored highest there (its ``reeval_score``;
+        :attr:`best_score` stays its first evaluation, which may be below another trial's);
+        else the trial with the highest objective.
       best_state: the best trial's member states (leading axis = its seeds): ``.params`` are the
         trained Flax parameters.
       best_agent: the agent (static settings of the best trial's bucket).
@@ -184,8 +193,9 @@ class StudyResult:
         more work was waiting) and ``"overall"``; ``"compute"``: occupied member-phases /
         member-phases the device ran (``tune(compact=True)`` runs fewer members when few slots
         are occupied, so idle slots cost less than their share of ``"overall"`` says).
-      objective: what the study optimised (``OBJECTIVES``); :attr:`best` is the trial with the
-        highest :func:`final_objective` (for ``"final"``, the highest ``final_score``).
+      objective: what the study optimised (``OBJECTIVES``); it ranks the trials for
+        :attr:`best` (:func:`final_objective`; for ``"final"``, the ``final_score``), and the
+        re-evaluation of the leaders with it.
     """
 
     trials: list[Trial]
@@ -322,8 +332,9 @@ class StudyResult:
         return pd.DataFrame(rows, columns=["trial", "slot", "start", "end", "start_tick", "end_tick", "status"])
 
     def best_so_far(self):
-        """``(seconds, best objective)`` each time the best improved (the objective is the final
-        score unless the study optimised another): when was the best found."""
+        """``(seconds, best objective)`` each time the highest first evaluation improved (the
+        objective is the final score unless the study optimised another): the incumbent while
+        the study ran (the final re-evaluation may then choose another leader as :attr:`best`)."""
         done = sorted(
             (t.end_time, final_objective(self.objective, t)) for t in self.trials if t.scored
         )
@@ -348,6 +359,8 @@ class StudyResult:
             "best_score": self.best_score,
             "best_config": self.best_config,
             "best_status": None if self.best is None else self.best.status,
+            **({"best_reeval_score": self.best.reeval_score}
+               if self.best is not None and math.isfinite(self.best.reeval_score) else {}),
             "seconds": round(self.seconds, 2),
             "found_best_at": round(self.found_best_at, 2),
             "env_steps": int(self.env_steps),

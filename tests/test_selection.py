@@ -1,0 +1,99 @@
+"""The final re-evaluation of the leaders (``hyperjax.study.selection``): its pure parts by hand,
+and a finished study's choice recomputed from its store."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+import hyperjax as hj
+from hyperjax.population import get_runner
+from hyperjax.study import selection
+from hyperjax.study.records import Trial
+from hyperjax.rng import as_key
+from hyperjax.train import member_keys
+from tests.conftest import SMALL_STUDY, expected_best
+
+
+def _trial(i, status="completed", score=0.0, seeds=(0,), scores=None):
+    t = Trial(id=i, config={}, u=np.zeros(1), bucket=0, seeds=seeds, status=status)
+    t.final_score = score
+    t.final_scores = list(scores if scores is not None else [score] * len(seeds))
+    return t
+
+
+def test_leaders_are_the_top_evaluated_trials_best_first():
+    trials = [_trial(0, score=5.0), _trial(1, "evicted", score=99.0), _trial(2, score=7.0), _trial(3, score=7.0),
+              _trial(4, "failed", score=50.0), _trial(5, "stopped", score=6.0), _trial(6, "running", score=80.0),
+              _trial(7, score=math.nan), _trial(8, score=-1.0)]
+    # evicted, failed, running and unevaluated trials never lead; ties: the earlier trial first
+    assert selection.leaders(trials, "final", 3) == [2, 3, 5]
+    assert selection.leaders(trials, "final", 100) == [2, 3, 5, 0, 8]
+    assert selection.leaders(trials, "final", 0) == []
+    # "lcb": the mean of the per-seed evaluations less their spread ranks them
+    two = [_trial(0, score=10.0, seeds=(0, 1), scores=[0.0, 20.0]), _trial(1, score=8.0, seeds=(0, 1), scores=[8.0, 8.0])]
+    assert selection.leaders(two, "final", 2) == [0, 1] and selection.leaders(two, "lcb", 2) == [1, 0]
+
+
+def test_rounds_and_packing():
+    assert selection.rounds(64, 16) == 4 and selection.rounds(65, 16) == 5 and selection.rounds(1, 16) == 1
+    calls = selection.packing([7, 3, 9], 2, 4)
+    # every leader once per round, rounds in turn, at most `slots` copies per call
+    assert calls == [[(7, 0), (3, 0), (9, 0), (7, 1)], [(3, 1), (9, 1)]]
+    assert selection.packing([], 4, 32) == []
+    assert len(selection.packing(list(range(8)), 4, 32)) == 1  # the default on 32 slots: one call
+
+
+def test_episode_keys_are_common_to_every_leader_and_fresh():
+    key = jax.random.key(0)
+    data = selection.episode_key_data(key, 3, 2)
+    assert data.shape[:2] == (3, 2)
+    keys = jax.random.key_data(selection.episode_keys(data, np.array([0, 1, 0, 2]), jax.random.key_impl(key)))
+    rows = [tuple(np.asarray(k).ravel()) for k in keys]
+    # member (slot j, seed s): the same episodes for the same (round, seed) in any slot ...
+    assert rows[0] == rows[4] and rows[1] == rows[5]
+    # ... and different ones for another round or another seed
+    assert len({rows[0], rows[1], rows[2], rows[3], rows[6], rows[7]}) == 6
+    # none is one of the study's own evaluation keys (or its training keys)
+    train, ev = member_keys(key, 1, 2)
+    study = {tuple(np.asarray(k).ravel()) for k in jax.random.key_data(jax.numpy.concatenate([train, ev]))}
+    assert not study & set(rows)
+
+
+def test_reevaluated_objective_and_pick():
+    assert selection.reevaluated_objective("final", np.array([1.0, 3.0])) == 2.0
+    assert selection.reevaluated_objective("lcb", np.array([1.0, 3.0])) == pytest.approx(2.0 - math.sqrt(2.0))
+    assert selection.reevaluated_objective("lcb", np.array([4.0])) == 4.0  # one seed: no spread
+    assert math.isnan(selection.reevaluated_objective("final", np.array([1.0, np.inf])))
+    # the highest finite score; ties go to the earlier leader (the first evaluation's order)
+    assert selection.pick([4, 2, 9], {4: 1.0, 2: 3.0, 9: 3.0}) == 2
+    assert selection.pick([4, 2], {4: math.nan, 2: -5.0}) == 2
+    assert selection.pick([4, 2], {4: math.nan}) is None
+
+
+def test_a_finished_study_chose_its_best_by_the_reevaluation(hypertrick_store):
+    """The shared small study (6 slots, 2 evaluation episodes, 8 leaders on 8 fresh episodes):
+    the re-evaluated trials are exactly the eight leaders by first evaluation; the best is the
+    one of them that scored highest there; and the best's re-evaluation is reproduced from its
+    stored parameters with the documented keys (its copies on the same episodes in any slot)."""
+    res = hj.load_study(hypertrick_store)
+    scored = [t for t in res.trials if t.scored]
+    assert len(scored) > 8, "the study must have more evaluated trials than leaders"
+    leaders = selection.leaders(res.trials, "final", 8)
+    assert {t.id for t in res.trials if math.isfinite(t.reeval_score)} == set(leaders)
+    assert all(len(res.trials[i].reeval_scores) == 1 for i in leaders)
+    assert res.best is expected_best(res) and res.best.id in leaders
+    assert res.best.reeval_score == max(res.trials[i].reeval_score for i in leaders)
+    # recomputed: the best's members in every slot of a 6-member population, rounds 0..3
+    rounds = selection.rounds(4 * SMALL_STUDY["eval_episodes"], SMALL_STUDY["eval_episodes"])
+    assert rounds == 4
+    runner = get_runner(res.best_agent)
+    state = runner.place(jax.tree.map(lambda x: jax.numpy.repeat(x, 6, axis=0), res.best_state))
+    k_study = jax.random.split(as_key(SMALL_STUDY["seed"], "seed"), 4)[3]  # as tune splits its key
+    data = selection.episode_key_data(k_study, rounds, 1)
+    keys = selection.episode_keys(data, np.array([0, 1, 2, 3, 0, 0]), jax.random.key_impl(k_study))
+    out = np.asarray(runner.evaluate(keys, state, SMALL_STUDY["eval_episodes"]))[:rounds]
+    assert float(out.mean()) == pytest.approx(res.best.reeval_score, rel=1e-6)
