@@ -16,11 +16,13 @@ tanh actor and critic) over their seven-parameter space (``tuning.SPACE``), tria
 of 32,768 env steps, 32 slots, ``max_seconds`` = the task's time (Acrobot-v1 and Pendulum-v1
 300 s, the MinAtar games 600 s; the peer cannot run Pendulum-v1: its greedy evaluation takes
 the argmax of discrete logits, which rejax's Gaussian policy does not have, so its cells fail
-and write no row). Methods: ``default`` (``tune``'s defaults before the final re-evaluation
-of the leaders: HyperTrick r = 0.2 + Sobol, the best the highest first evaluation), ``reeval``
-(``tune``'s defaults now: the same, and the 8 leaders re-evaluated on 64 fresh episodes each
-when the study ends, the best chosen by that; its row also holds ``test_return_first``, the
-test return of what the same study would have picked without it), ``hypertrick-sobol``
+and write no row). Methods: ``default`` (``tune``'s defaults: HyperTrick r = 0.2 + Sobol, the
+best the highest first evaluation), ``reeval`` (the same with ``reevaluate=8``: the 8 leaders
+re-evaluated on 64 fresh episodes each when the study ends, the best chosen by that; its row
+also holds ``test_return_first``, the test return of what the same study picks without it, the
+default's pick), ``reseed`` (the same with ``reevaluate_seeds=2``: the leaders'
+configurations also retrained from scratch on 2 fresh seeds each, the best chosen by those
+runs), ``hypertrick-sobol``
 (r = 0.3), ``hypertrick-bnn``, ``asha-bnn``, ``pbt`` (interval 2, quantile 0.25, every slot
 training until the time is up), ``pb2`` (the same, exploring with the BNN), ``none`` (no early
 stopping: population random search), ``seeds2`` (the default on 16 slots of 2 seeds each, a
@@ -55,7 +57,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.path.join(HERE, "..", "..", "shared", "peers", "optuna_rejax.sh")
 RESULTS = os.path.join(HERE, "results", "race.jsonl")
 TASKS = {"Acrobot-v1": 300, "Breakout-MinAtar": 600, "SpaceInvaders-MinAtar": 600, "Pendulum-v1": 300}
-METHODS = ["default", "reeval", "hypertrick-sobol", "hypertrick-bnn", "asha-bnn", "pbt", "pb2", "none", "seeds2", "peer"]
+METHODS = ["default", "reeval", "reseed", "hypertrick-sobol", "hypertrick-bnn", "asha-bnn", "pbt", "pb2", "none", "seeds2", "peer"]
 PHASE, PHASES, SLOTS = 32_768, 8, 32
 TEST_SEED_BASE = 10**6  # fresh seeds: studies use seeds 0..; retraining 10**6 + seed
 
@@ -66,8 +68,7 @@ def _study_kwargs(method: str, seed: int, seconds: float) -> dict:
 
     from benchmarks.tuning import SPACE
 
-    # reevaluate=0 but for "reeval": the methods keep what their first rows ran (they predate the
-    # final re-evaluation of the leaders, which tune does by default now)
+    # reevaluate=0 (tune's default) but for "reeval", pinned so that the rows stay comparable
     kw = dict(budget=10**12, phase_steps=PHASE, trial_steps=PHASES * PHASE, slots=SLOTS, seed=seed,
               max_seconds=seconds, eval_episodes=16, reevaluate=0)
     bnn = lambda: make_proposer("bnn", SPACE, seed, target_budget=float(PHASES * PHASE))  # noqa: E731
@@ -87,8 +88,10 @@ def _study_kwargs(method: str, seed: int, seconds: float) -> dict:
             kw["scheduler"], kw["proposer"] = hj.schedulers.PB2(interval=2, quantile=0.25), bnn()
     elif method == "none":
         kw["scheduler"] = "none"
-    elif method == "reeval":  # tune's defaults now: the 8 leaders re-evaluated on 64 fresh episodes each
+    elif method == "reeval":  # the default and the 8 leaders re-evaluated on 64 fresh episodes each
         kw["reevaluate"] = 8
+    elif method == "reseed":  # ... and their configurations retrained on 2 fresh seeds each
+        kw["reevaluate"], kw["reevaluate_seeds"] = 8, 2
     elif method == "seeds2":  # the default's scheduler and proposer, each trial on 2 seeds (its score: their mean)
         kw["slots"], kw["seeds"] = SLOTS // 2, 2  # as many members as the default, half the trials at once
     elif method != "default":
@@ -159,6 +162,8 @@ def run_cell(task: str, method: str, seed: int, seconds: float, test_seeds: int,
                 # highest first evaluation), retrained on the same test seeds
                 first = max((t for t in res.trials if t.scored), key=lambda t: (t.final_score, -t.id))
                 out["reeval_score"] = round(res.best.reeval_score, 3)
+                if math.isfinite(res.best.reseed_score):
+                    out["reseed_score"] = round(res.best.reseed_score, 3)
                 out["first_pick"] = {"trial": first.id, "tuning_score": round(first.final_score, 3),
                                      "reeval_score": None if math.isnan(first.reeval_score) else
                                      round(first.reeval_score, 3), "same": first.id == res.best.id}
@@ -269,6 +274,16 @@ def table(path: str) -> list[dict]:
                 "tuner_fraction_median": _median([r.get("tuner_fraction") for r in cells]),
                 "wall_seconds_median": _median([r["wall_seconds"] for r in cells]),
             })
+            firsts = [r["test_return_first"] for r in cells if r.get("test_return_first") is not None]
+            if firsts:  # the paired pick of the same studies without the final re-evaluation
+                first = analysis.summarize(firsts)
+                out[-1].update({
+                    "test_return_first_iqm": first["iqm"],
+                    "test_return_first_ci": [None if math.isnan(v) else v for v in (first["iqm_low"], first["iqm_high"])],
+                    "picks_differ": sum(not r["first_pick"]["same"] for r in cells if "first_pick" in r),
+                    "reeval_better": sum(r["test_return"] > r["test_return_first"] for r in cells
+                                         if r.get("test_return_first") is not None and r.get("test_return") is not None),
+                })
     return out
 
 

@@ -5,8 +5,8 @@
 Trials (Sobol-proposed configurations of the traced PPO hyperparameters) flow through
 ``--slots`` population slots, trained together as one sharded program; at every phase boundary
 HyperTrick evicts weak trials and the freed slots are refilled at once. Completed trials are
-evaluated greedily on held-apart episodes, and at the end the eight leaders again on 64 fresh
-episodes each: the best is chosen by that. Shows live progress (a panel in a terminal, a line
+evaluated greedily on held-apart episodes (``--reevaluate 8``: at the end the eight leaders again
+on 64 fresh episodes each, and the best chosen by that). Shows live progress (a panel in a terminal, a line
 per tick in a log), then the top five configurations and a JSON summary. Everything is recorded in the study's store (``--store``, default
 ``runs/quickstart``) as it runs: a study killed at any moment continues where it stopped when the
 same command runs again (or ``hj.resume(store)``), and ``hj.load_study(store)`` reads it back.
@@ -50,6 +50,7 @@ def main(argv=None):
     p.add_argument("--store", default="runs/quickstart",
                    help="the study's store directory ('' for none); an existing one is resumed")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reevaluate", type=int, default=0, help="leaders re-evaluated on fresh episodes at the end")
     a = p.parse_args(argv)
 
     agent = hj.PPO(env=a.env)
@@ -62,16 +63,17 @@ def main(argv=None):
 
     res = hj.tune(agent, SPACE, budget=a.budget, phase_steps=a.phase_steps, trial_steps=a.phases * a.phase_steps,
                   slots=a.slots, seeds=a.seeds, scheduler=scheduler, seed=a.seed, max_seconds=a.max_seconds,
-                  callbacks=[hj.callbacks.Console()], store=store)
+                  reevaluate=a.reevaluate, callbacks=[hj.callbacks.Console()], store=store)
     df = res.dataframe()
-    # the study's ranking: the leaders it re-evaluated on fresh episodes first, by that score
-    # (the best is the first), then the other evaluated trials by their first evaluation
-    done = df[df.status.isin(["completed", "stopped"]) & df.final_score.notna()].assign(_re=lambda d: d.reeval_score.fillna(-float("inf")))
-    done = done.sort_values(["_re", "final_score"], ascending=False)
-    print("\nrank  trial  eval_return  reevaluated  " + "  ".join(f"{n:>13s}" for n in SPACE.names))
+    # the study's ranking: the leaders it re-evaluated on fresh episodes (--reevaluate) first, by
+    # that score (the best is the first), then the other evaluated trials by their evaluation
+    done = df[df.status.isin(["completed", "stopped"]) & df.final_score.notna()]
+    done = done.assign(_re=done.reeval_score.fillna(-float("inf"))).sort_values(["_re", "final_score"], ascending=False)
+    reeval = bool(done.reeval_score.notna().any())
+    print("\nrank  trial  eval_return  " + ("reevaluated  " if reeval else "") + "  ".join(f"{n:>13s}" for n in SPACE.names))
     for rank, (_, row) in enumerate(done.head(5).iterrows()):
-        re = f"{row.reeval_score:11.1f}" if row.reeval_score == row.reeval_score else f"{'-':>11s}"
-        print(f"{rank + 1:>4d}  {row.trial:>5d}  {row.final_score:11.1f}  {re}  "
+        re = "" if not reeval else (f"{row.reeval_score:11.1f}  " if row.reeval_score == row.reeval_score else f"{'-':>11s}  ")
+        print(f"{rank + 1:>4d}  {row.trial:>5d}  {row.final_score:11.1f}  {re}"
               + "  ".join(f"{row['config/' + n]:13.4g}" for n in SPACE.names))
     summary = res.summary()
     summary["best_config"] = {n: summary["best_config"][n] for n in SPACE.names} if res.best else None

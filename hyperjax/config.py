@@ -88,7 +88,8 @@ def diff(old: Any, new: Any, path: str = "") -> list[str]:
 # what a study configuration (YAML, or the store's ``config``) may hold besides agent/space/scheduler
 _TUNE_KEYS = ("proposer", "budget", "phase_steps", "trial_steps", "slots", "seeds", "seed", "eval_episodes",
               "max_trials", "max_seconds", "fixed", "snapshot_every", "snapshot_seconds", "keep_params", "objective",
-              "transfer_from", "compact", "reevaluate", "reevaluate_episodes")
+              "transfer_from", "compact", "reevaluate", "reevaluate_episodes",
+              "reevaluate_seeds")
 KEYS = ("agent", "space", "scheduler", "devices", "callbacks") + _TUNE_KEYS
 
 

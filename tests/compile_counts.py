@@ -6,6 +6,7 @@ caches would hide compiles).
 """
 
 import json
+import math
 import os
 import sys
 import threading
@@ -83,6 +84,8 @@ def run(case: str, scheduler: dict, crash_at: int | None = None, store: str | No
     print(json.dumps({
         "case": case, "ticks": res.ticks, "completed": sum(t.status == "completed" for t in res.trials),
         "copies": sum(t.origin == "pbt" for t in res.trials), "resumes": resumes,
+        "reevaluated": sum(math.isfinite(t.reeval_score) for t in res.trials),
+        "reseeded": sum(len(t.reseed_scores) > 0 for t in res.trials),
         "compacted": res.slot_utilization["compute"] > res.slot_utilization["overall"],
         # compiles on the study's thread after its first tick (setup and the first tick compile)
         "late": [e for e in events if e[0] > 1 and e[1] == "MainThread"],
@@ -94,6 +97,8 @@ store = os.path.join(sys.argv[1], "sh")
 run("pbt", {"name": "pbt"})
 # 8 slots on 2 devices: the tail runs as populations of 4 (compaction's programs, compiled on a
 # worker thread)
-run("hypertrick (compacted)", {"name": "hypertrick", "r": 0.3}, slots=8, budget=8 * 4 * 256 * 6)
+# ... and its leaders re-evaluated at the end (nothing may compile for that on the study's thread)
+run("hypertrick (compacted)", {"name": "hypertrick", "r": 0.3}, slots=8, budget=8 * 4 * 256 * 6, reevaluate=8,
+    reevaluate_seeds=1)
 run("successive_halving (killed)", {"name": "successive_halving"}, crash_at=6, store=store)
 run("successive_halving (resumed)", {"name": "successive_halving"}, store=store)

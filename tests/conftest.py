@@ -20,6 +20,7 @@ SMALL_STUDY = {
               "gamma": {"type": "Choice", "choices": [0.9, 0.99, 0.999], "ordered": True}},
     "scheduler": {"name": "hypertrick", "r": 0.3},
     "budget": 6 * 4 * 256 * 4, "phase_steps": 256, "trial_steps": 1024, "slots": 6, "eval_episodes": 2, "seed": 3,
+    "reevaluate": 8,  # the leaders re-evaluated at the end: every reader sees reeval scores
 }
 
 

@@ -31,7 +31,8 @@ def test_nothing_compiles_on_the_study_thread_after_the_first_tick(tmp_path):
     assert cases["hypertrick (compacted)"]["compacted"] and cases["hypertrick (compacted)"]["late_other_threads"] > 0
     # each path was taken: PBT copies; completions (evaluate, take) and resumes of paused trials
     # (put) after the study was resumed from its store
-    assert cases["pbt"]["copies"] > 0
+    assert cases["pbt"]["copies"] > 0 and cases["hypertrick (compacted)"]["reevaluated"] >= 2
+    assert cases["hypertrick (compacted)"]["reseeded"] == cases["hypertrick (compacted)"]["reevaluated"]
     assert cases["successive_halving (resumed)"]["resumes"] > 0 and cases["successive_halving (resumed)"]["completed"] > 0
 
 

@@ -63,7 +63,8 @@ def test_the_study_optimises_the_objective(objective, tmp_path):
     with the highest objective, and the store keeps the objective (read back, resumed)."""
     prop = Recording(SPACE)
     store = str(tmp_path / "s")
-    res = hj.tune(AGENT, SPACE, scheduler="none", proposer=prop, objective=objective, seeds=2, store=store, **KW)
+    res = hj.tune(AGENT, SPACE, scheduler="none", proposer=prop, objective=objective, seeds=2, store=store,
+                  reevaluate=8, **KW)
     assert res.objective == objective
     by_u = {tuple(np.round(t.u, 12)): t for t in res.trials}
     told = 0
@@ -93,15 +94,15 @@ def test_the_study_optimises_the_objective(objective, tmp_path):
     back = hj.load_study(store)
     assert back.objective == objective and back.best.id == res.best.id
     again = hj.tune(AGENT, SPACE, scheduler="none", proposer=Recording(SPACE), objective=objective, seeds=2,
-                    store=store, **KW)  # the same configuration: the finished study, read back
+                    store=store, reevaluate=8, **KW)  # the same configuration: the finished study, read back
     assert again.best.id == res.best.id
     with pytest.raises(ValueError, match="objective"):
-        hj.tune(AGENT, SPACE, scheduler="none", proposer=Recording(SPACE), seeds=2, store=store, **KW)
+        hj.tune(AGENT, SPACE, scheduler="none", proposer=Recording(SPACE), seeds=2, store=store, reevaluate=8, **KW)
 
 
 def test_final_is_the_default_and_unchanged():
-    # without the final re-evaluation the best is the highest first evaluation, as it always was
-    res = hj.tune(AGENT, SPACE, scheduler="none", reevaluate=0, **KW)
+    # without the final re-evaluation (the default) the best is the highest first evaluation
+    res = hj.tune(AGENT, SPACE, scheduler="none", **KW)
     assert res.objective == "final" and "objective" not in res.summary()
     assert res.best.final_score == max(t.final_score for t in res.trials if t.scored) == res.best_objective
     assert all(math.isnan(t.reeval_score) and not t.reeval_scores for t in res.trials)

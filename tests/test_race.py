@@ -39,6 +39,25 @@ def test_table_and_plot_from_result_rows(tmp_path):
     assert lo <= rows["default"]["test_return_iqm"] <= hi
     # the peer's median tuning score is -75: seeds 0 and 1 pass it at 20 s, seed 2 at 100 s
     assert rows["default"]["seconds_to_peer_median"] == 20.0 and rows["default"]["reached_peer_median"] == 3
+    assert "test_return_first_iqm" not in rows["default"]  # no paired pick in these rows
     png = tmp_path / "anytime.png"
     race.plot(str(path), str(png))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_table_pairs_the_reevaluated_pick_with_the_first(tmp_path):
+    """Rows of method ``reeval`` carry the test return of the same study's highest-first-
+    evaluation pick: the table gives its IQM beside, how often the picks differ and how often
+    the re-evaluated one did better."""
+    rows = []
+    for seed, (re, first, same) in enumerate([(-79.0, -82.0, False), (-80.0, -80.0, True), (-78.0, -77.0, False)]):
+        rows.append({"task": "Acrobot-v1", "method": "reeval", "seed": seed, "seconds": 300.0, "tuning_score": -72.0,
+                     "test_return": re, "test_return_first": first, "first_pick": {"same": same},
+                     "wall_seconds": 288.0, "env_steps": 10**8, "anytime": []})
+    path = tmp_path / "race.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (row,) = race.table(str(path))
+    assert row["picks_differ"] == 2 and row["reeval_better"] == 1
+    assert abs(row["test_return_first_iqm"] - (-80.0)) < 1.5 and abs(row["test_return_iqm"] - (-79.0)) < 1.0
+    lo, hi = row["test_return_first_ci"]
+    assert lo <= row["test_return_first_iqm"] <= hi

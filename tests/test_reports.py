@@ -82,6 +82,20 @@ def test_history_best_so_far_is_monotone_and_matches_the_ticks_table(ht, hypertr
         assert lo <= points["score"].min() and hi >= points["score"].max()
 
 
+def test_top_trials_and_summary_follow_the_studys_choice(ht):
+    """The report ranks the re-evaluated leaders first, by their re-evaluation (the best on top),
+    then the other evaluated trials by final score; the summary gives the best's re-evaluation."""
+    res = ht.result
+    top = tables.top_trials(ht, n=12)
+    leaders = sorted((t for t in res.trials if math.isfinite(t.reeval_score)), key=lambda t: -t.reeval_score)
+    assert len(leaders) == 8 and top["trial"].iloc[0] == res.best.id == leaders[0].id
+    assert list(top["trial"][:8]) == [t.id for t in leaders]
+    assert list(top["re-evaluated"][:8]) == [round(t.reeval_score, 4) for t in leaders]
+    assert top["re-evaluated"][8:].isna().all() and list(top["final score"][8:]) == sorted(top["final score"][8:])[::-1]
+    rows = dict(tables.summary_rows(ht))
+    assert f"{res.best.reeval_score:.4g} re-evaluated on fresh episodes, the highest of the 8 leaders" in rows["best score"]
+
+
 def test_clock_rebuilt_from_trials_equals_the_ticks_table(ht):
     """A StudyResult with no store (tune's own) gets its env-step axis from the trials."""
     live = load(dataclasses.replace(ht.result))

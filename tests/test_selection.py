@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import hyperjax as hj
+from hyperjax.config import tune_arguments
 from hyperjax.population import get_runner
 from hyperjax.study import selection
 from hyperjax.study.records import Trial
@@ -72,6 +73,17 @@ def test_reevaluated_objective_and_pick():
     assert selection.pick([4, 2, 9], {4: 1.0, 2: 3.0, 9: 3.0}) == 2
     assert selection.pick([4, 2], {4: math.nan, 2: -5.0}) == 2
     assert selection.pick([4, 2], {4: math.nan}) is None
+    # a configuration that diverged on a fresh seed (-inf) ranks below every finite score, but
+    # when every leader did, the first evaluation's order decides
+    assert selection.pick([4, 2], {4: -math.inf, 2: -500.0}) == 2
+    assert selection.pick([4, 2], {4: -math.inf, 2: -math.inf}) == 4
+
+
+def test_retrained_objective():
+    runs = np.array([[1.0, 3.0], [5.0, 7.0]])  # (R, S)
+    assert selection.retrained_objective("final", runs) == 4.0
+    assert selection.retrained_objective("lcb", runs) == pytest.approx(4.0 - np.std([1, 3, 5, 7], ddof=1))
+    assert selection.retrained_objective("final", np.array([[1.0], [np.nan]])) == -math.inf
 
 
 def test_a_finished_study_chose_its_best_by_the_reevaluation(hypertrick_store):
@@ -97,3 +109,24 @@ def test_a_finished_study_chose_its_best_by_the_reevaluation(hypertrick_store):
     keys = selection.episode_keys(data, np.array([0, 1, 2, 3, 0, 0]), jax.random.key_impl(k_study))
     out = np.asarray(runner.evaluate(keys, state, SMALL_STUDY["eval_episodes"]))[:rounds]
     assert float(out.mean()) == pytest.approx(res.best.reeval_score, rel=1e-6)
+
+
+def test_retraining_the_leaders_on_fresh_seeds_chooses_the_configuration(tmp_path):
+    """``reevaluate_seeds=2``: every leader's configuration is trained again from scratch on two
+    fresh seeds for a whole trial; the best is the leader whose runs score highest; their env
+    steps count against the budget, which is never exceeded, and the store keeps the scores."""
+    config = dict(SMALL_STUDY, reevaluate=4, reevaluate_seeds=2)
+    agent, space, kw = tune_arguments(config)
+    store = str(tmp_path / "s")
+    res = hj.tune(agent, space, store=store, **kw)
+    leaders = [t for t in res.trials if t.reseed_scores]
+    assert len(leaders) == 4 and {t.id for t in leaders} == {t.id for t in res.trials if math.isfinite(t.reeval_score)}
+    for t in leaders:
+        assert len(t.reseed_scores) == 2 and t.reseed_score == pytest.approx(np.mean(t.reseed_scores), rel=1e-12)
+    assert res.best is max(leaders, key=lambda t: (t.reseed_score, -selection.leaders(res.trials, "final", 4).index(t.id)))
+    # the retrained runs' env steps are the study's: 4 leaders x 2 runs x a whole trial
+    retrained = 4 * 2 * SMALL_STUDY["trial_steps"]
+    assert res.env_steps == sum(t.env_steps for t in res.trials) + retrained <= SMALL_STUDY["budget"]
+    back = hj.load_study(store)
+    assert back.best.id == res.best.id and back.summary()["best_reseed_score"] == res.best.reseed_score
+    assert [t.reseed_scores for t in back.trials] == [t.reseed_scores for t in res.trials]

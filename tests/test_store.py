@@ -27,7 +27,8 @@ from hyperjax.surrogate.proposer import BNNProposer
 AGENT = hj.PPO(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=1, num_epochs=1, hidden=(16,))
 SPACE = SearchSpace({"learning_rate": Float(1e-4, 1e-2, log=True), "gamma": Choice((0.9, 0.99, 0.999), ordered=True)})
 PHASE = 4 * 16 * 4  # 4 updates per phase
-KW = dict(phase_steps=PHASE, trial_steps=4 * PHASE, slots=6, eval_episodes=2, seed=3)
+# the final re-evaluation on: resumed studies must re-evaluate and choose the same
+KW = dict(phase_steps=PHASE, trial_steps=4 * PHASE, slots=6, eval_episodes=2, seed=3, reevaluate=8)
 STORE = dict(snapshot_seconds=0)  # a snapshot every tick: every crash point is a resume point
 # what must be equal between an interrupted and an uninterrupted study (times are not)
 COLS = ["trial", "status", "end_reason", "bucket", "origin", "parent", "phases", "final_score", "reeval_score",

@@ -290,6 +290,13 @@ def summary_rows(data: StudyData) -> list[tuple[str, str]]:
     rows.append(("trials", f"{s['trials']} ({by_status})"))
     rows.append(("slots", str(res.slots)))
     best = "-" if res.best is None else f"{res.best_score:.4g} (trial {res.best.id}, found at {res.found_best_at:.1f} s)"
+    if res.best is not None and math.isfinite(res.best.reeval_score):
+        n = sum(math.isfinite(t.reeval_score) for t in res.trials)
+        if res.best.reseed_scores:
+            best += (f"; its configuration {res.best.reseed_score:.4g} retrained on {len(res.best.reseed_scores)} fresh "
+                     f"seeds, the highest of the {n} leaders (policy re-evaluated: {res.best.reeval_score:.4g})")
+        else:
+            best += f"; {res.best.reeval_score:.4g} re-evaluated on fresh episodes, the highest of the {n} leaders"
     rows.append(("best score", best))
     if res.best is not None:
         rows.append(("best configuration", config_text(tuned_config(data, res.best), sep="; ")))
@@ -308,11 +315,24 @@ def summary_rows(data: StudyData) -> list[tuple[str, str]]:
 
 
 def top_trials(data: StudyData, n: int = 10) -> pd.DataFrame:
-    """The ``n`` best evaluated trials (``Trial.scored``) by final score: ``trial``, ``final score``, the tuned
-    hyperparameters, ``env steps``."""
+    """The ``n`` best evaluated trials (``Trial.scored``) in the study's order: the leaders it
+    re-evaluated when it ended first, by what chose among them (their configurations retrained
+    on fresh seeds, else their policies re-evaluated on fresh episodes; the best first), then the
+    others by final score: ``trial``, ``final score``, ``re-evaluated`` and ``retrained`` (when
+    any was), the tuned hyperparameters, ``env steps``."""
     res = data.result
-    done = sorted((t for t in res.trials if t.scored),
-                  key=lambda t: -t.final_score)[:n]
-    rows = [{"trial": t.id, "final score": round(t.final_score, 4), **{k: (f"{v:.4g}" if isinstance(v, float) else v)
-            for k, v in tuned_config(data, t).items()}, "env steps": t.env_steps} for t in done]
+    reeval = any(math.isfinite(t.reeval_score) for t in res.trials)
+    reseed = any(t.reseed_scores for t in res.trials)
+
+    def key(t):
+        chose = t.reseed_score if reseed else t.reeval_score
+        led = bool(t.reseed_scores) if reseed else math.isfinite(t.reeval_score)
+        return (not led, -chose if led else 0.0, -t.final_score, t.id)
+
+    done = sorted((t for t in res.trials if t.scored), key=key)[:n]
+    rows = [{"trial": t.id, "final score": round(t.final_score, 4),
+             **({"re-evaluated": round(t.reeval_score, 4) if math.isfinite(t.reeval_score) else None} if reeval else {}),
+             **({"retrained": round(t.reseed_score, 4) if t.reseed_scores else None} if reseed else {}),
+             **{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in tuned_config(data, t).items()},
+             "env steps": t.env_steps} for t in done]
     return pd.DataFrame(rows)

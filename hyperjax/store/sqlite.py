@@ -4,7 +4,8 @@
 
     DIR/study.sqlite     SQLite (WAL): the study, trials, observations, segments, decisions,
                          ticks and the host-state snapshots; one transaction per tick
-    DIR/checkpoints/     orbax: every pool's members, paused members, the best trial's, at
+    DIR/checkpoints/     orbax: every pool's members, paused members, the best trial's and
+                         the leaders' (those the final re-evaluation chooses among), at
                          snapshot ticks (the newest ``keep`` complete ones kept)
     DIR/params/          orbax: the final members of trials as they complete (``keep_params``)
     DIR/lock             held (flock) by the process writing the store
@@ -18,7 +19,8 @@ Tables (readable with ``sqlite3`` or ``pandas.read_sql`` without hyperjax; JSON 
   ``compute_seconds``, ``config``, ``u``, ``params_tick``: the ``params/`` checkpoint holding its
   final members, or NULL; ``reeval_score``, ``reeval_scores``: its re-evaluation on fresh
   episodes when the study ended, for the leading trials (``tune(reevaluate=...)``), else NULL
-  and ``[]``).
+  and ``[]``; ``reseed_score``, ``reseed_scores``: its configuration retrained on fresh seeds
+  then (``reevaluate_seeds``; NULL for ``-inf``, a diverged run, with the runs' NaN in the list)).
 - ``observations``: every phase boundary of every trial (``trial``, ``phase`` (0-based index in
   its curve), ``env_steps`` per member, ``score`` (mean over seeds; NULL if non-finite),
   ``seed_scores`` (JSON), ``seconds`` (study clock), ``tick``, ``entropy``: the policy's entropy
@@ -72,7 +74,7 @@ CREATE TABLE IF NOT EXISTS trials (
     id INTEGER PRIMARY KEY, status TEXT, end_reason TEXT, bucket INTEGER, origin TEXT, parent INTEGER,
     phases INTEGER, start_phase INTEGER, final_score REAL, final_scores TEXT, env_steps INTEGER,
     compute_seconds REAL, config TEXT, u TEXT, seeds INTEGER, params_tick INTEGER, reeval_score REAL,
-    reeval_scores TEXT);
+    reeval_scores TEXT, reseed_score REAL, reseed_scores TEXT);
 CREATE TABLE IF NOT EXISTS observations (
     trial INTEGER, phase INTEGER, env_steps INTEGER, score REAL, seed_scores TEXT, seconds REAL, tick INTEGER,
     entropy REAL, PRIMARY KEY (trial, phase));
@@ -202,7 +204,8 @@ def connect(directory: str, readonly: bool = False) -> sqlite3.Connection:
 # columns added after the first stores were written: (table, column, type); an older store gets
 # them (NULL in its old rows) when a writer opens it
 _ADDED_COLUMNS = (("observations", "entropy", "REAL"), ("trials", "reeval_score", "REAL"),
-                  ("trials", "reeval_scores", "TEXT"))
+                  ("trials", "reeval_scores", "TEXT"), ("trials", "reseed_score", "REAL"),
+                  ("trials", "reseed_scores", "TEXT"))
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
@@ -350,10 +353,11 @@ class StudyStore:
         self.conn.execute(
             "INSERT OR REPLACE INTO trials (id, status, end_reason, bucket, origin, parent, phases, start_phase, "
             "final_score, final_scores, env_steps, compute_seconds, config, u, seeds, params_tick, reeval_score, "
-            "reeval_scores) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "reeval_scores, reseed_score, reseed_scores) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (t.id, t.status, t.end_reason, t.bucket, t.origin, t.parent, t.phases, t.start_phase, _num(t.final_score),
              _json(t.final_scores), t.env_steps, t.compute_seconds, _json(t.config), _json([float(x) for x in t.u]),
-             len(t.seeds), params_tick, _num(t.reeval_score), _json(t.reeval_scores)))
+             len(t.seeds), params_tick, _num(t.reeval_score), _json(t.reeval_scores), _num(t.reseed_score),
+             _json(t.reseed_scores)))
         self.conn.execute("DELETE FROM segments WHERE trial = ?", (t.id,))
         self.conn.executemany(
             "INSERT INTO segments VALUES (?,?,?,?,?,?,?)",

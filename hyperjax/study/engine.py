@@ -34,9 +34,9 @@ import numpy as np
 
 from hyperjax import distributed
 from hyperjax.population import Runner
+from hyperjax.study import selection
 from hyperjax.study.buckets import bucket_of
 from hyperjax.study.decisions import Action, Arrival, Decision
-from hyperjax.study import selection
 from hyperjax.study.records import StudyResult, Trial, final_objective, phase_objective
 from hyperjax.train import member_keys
 
@@ -286,21 +286,26 @@ class Study:
         are evaluated again on ``reevaluate_episodes`` fresh episodes per seed and the best is
         chosen among them by that (``hyperjax.study.selection``); 0: the best is the highest
         first evaluation. The leaders' members are kept on the device as they complete.
+      reevaluate_seeds: with ``R > 0`` the leaders' configurations are also retrained from
+        scratch on ``R`` fresh seeds each and the best is chosen by those runs (their env steps
+        count against the budget and their time against ``max_seconds``, both kept back).
     """
 
     def __init__(self, *, agent, space, structural, buckets, pools, proposer, num_phases, seeds, budget,
                  max_seconds, eval_episodes, base_hp, key: jax.Array, scheduler_name: str,
                  observers: list | None = None, store=None, callbacks: list | None = None, t0: float | None = None,
                  config: dict | None = None, objective: str = "final", reevaluate: int = 0,
-                 reevaluate_episodes: int = 64):
+                 reevaluate_episodes: int = 64, reevaluate_seeds: int = 0):
         self.agent, self.space, self.structural, self.buckets = agent, space, structural, buckets
         self.objective = objective
         # the final re-evaluation (none for an objective it cannot rank)
         self.reevaluate = int(reevaluate) if objective in selection.REEVALUATED else 0
         self.reeval_rounds = selection.rounds(reevaluate_episodes, eval_episodes)
+        self.reevaluate_seeds = int(reevaluate_seeds) if self.reevaluate else 0
+        self.reseed_key_data: np.ndarray | None = None  # (R, seeds, ...): set by precompile()
         self.leaders: dict[int, Any] = {}  # trial id -> its final members (leading axis seeds), best first
         self.reeval_key_data: np.ndarray | None = None  # (rounds, seeds, ...): set by precompile()
-        self.eval_call_seconds: list[float] = []  # each pool-wide evaluation so far
+        self.eval_call_seconds: list[float] = []  # the last eight pool-wide evaluations
         self.pools: list[Pool] = pools
         self.proposer = proposer
         self.observers = list(observers or [])
@@ -353,9 +358,25 @@ class Study:
         if not self.reevaluate or not self.eval_call_seconds:
             return 0.0
         per_pool = collections.Counter(self.trials[tid].bucket for tid in self.leaders)
-        calls = sum(max(1, -(-per_pool.get(p.index, 0) * self.reeval_rounds // p.slots)) for p in self.pools
-                    if per_pool.get(p.index, 0) or len(self.pools) == 1)
-        return calls * max(self.eval_call_seconds[-8:])
+
+        def calls(copies: int) -> int:
+            return sum(max(1, -(-per_pool.get(p.index, 0) * copies // p.slots)) for p in self.pools
+                       if per_pool.get(p.index, 0) or len(self.pools) == 1)
+
+        out = calls(self.reeval_rounds) * max(self.eval_call_seconds)
+        if self.reevaluate_seeds and self.tick_seconds:
+            # each call of the retraining: a whole trial of ticks, and an evaluation
+            tick = float(np.median(self.tick_seconds[1:] or self.tick_seconds))
+            out += calls(self.reevaluate_seeds) * (self.num_phases * tick + max(self.eval_call_seconds))
+        return out
+
+    def reserve_steps(self) -> int:
+        """Env steps kept back from the budget for retraining the leaders on fresh seeds: every
+        leader's configuration on ``reevaluate_seeds`` runs of a whole trial (the largest
+        bucket's phases). 0 without it."""
+        if not self.reevaluate_seeds:
+            return 0
+        return self.reevaluate * self.reevaluate_seeds * self.seeds * self.num_phases * max(p.steps for p in self.pools)
 
     def deadline(self) -> float | None:
         """Study seconds by which training must end: ``max_seconds`` less the reserve."""
@@ -550,7 +571,7 @@ class Study:
             returns = np.asarray(distributed.fetch(p.runner.evaluate(p.eval_keys, p.state, self.eval_episodes)))
             self.section = "tuner"
             eval_s += time.perf_counter() - t_eval
-            self.eval_call_seconds.append(time.perf_counter() - t_eval)
+            self.eval_call_seconds = [*self.eval_call_seconds[-7:], time.perf_counter() - t_eval]
             per_member = returns[: p.members].mean(axis=1)
             for slot, t in items:
                 vals = per_member[p.members_of(slot)]
@@ -585,17 +606,19 @@ class Study:
     def _select(self) -> float:
         """The final re-evaluation: every leader on the same fresh episodes
         (``reeval_rounds * eval_episodes`` per seed), its ``reeval_score`` recorded, and the best
-        the leader that scores highest there. Copies of the leaders fill each pool's slots (one
-        round each), so a pool of ``slots`` slots evaluates ``slots`` copies per call with the
-        compiled evaluation the study already has; the pools' own states are left as they were.
-        Returns the seconds spent."""
+        the leader that scores highest there; with ``reevaluate_seeds`` the leaders'
+        configurations retrained on fresh seeds too (:meth:`_reseed`, ``reseed_score``), and the
+        best the leader whose retrained runs score highest. Copies of the leaders fill each
+        pool's slots (one round each), so a pool of ``slots`` slots evaluates ``slots`` copies
+        per call with the compiled evaluation the study already has; the pools' own states are
+        left as they were. Returns the seconds spent evaluating (retraining counts as training)."""
         order = [tid for tid in selection.leaders(self.trials, self.objective, self.reevaluate) if tid in self.leaders]
         if len(order) < 2:
             return 0.0
         t0 = time.perf_counter()
         self.section = "evaluate"
         if self.reeval_key_data is None:  # a study that was not precompiled
-            self.reeval_key_data = selection.episode_key_data(self.key, self.reeval_rounds, self.seeds)
+            self.precompute_keys()
         returns: dict[int, list[np.ndarray]] = collections.defaultdict(list)  # tid -> [(S, E) per round]
         for p in self.pools:
             ids = [tid for tid in order if self.trials[tid].bucket == p.index]
@@ -616,13 +639,59 @@ class Study:
             t.reeval_scores = [float(v) for v in seed_means]
             t.reeval_score = scores[tid] = selection.reevaluated_objective(self.objective, seed_means)
             self.changes["trials"].add(tid)
+        self.section = "tuner"
+        eval_s = time.perf_counter() - t0
+        if self.reevaluate_seeds:
+            t_train = time.perf_counter()
+            self.section = "train"
+            runs = self._reseed(order)
+            scores = {}
+            for tid in order:
+                t = self.trials[tid]
+                t.reseed_scores = [float(v) for v in runs[tid].ravel()]
+                t.reseed_score = scores[tid] = selection.retrained_objective(self.objective, runs[tid])
+            self.section = "tuner"
+            self.timing["train"] += time.perf_counter() - t_train
         chosen = selection.pick(order, scores)
         if chosen is not None and (self.best is None or chosen != self.best.id):
             self.best = self.trials[chosen]
             self.best_state = self.leaders[chosen]
             self.found_best_at = self.best.end_time
-        self.section = "tuner"
-        return time.perf_counter() - t0
+        return eval_s
+
+    def _reseed(self, order: list[int]) -> dict[int, np.ndarray]:
+        """Each leader's configuration trained from scratch on ``reevaluate_seeds`` fresh seeds
+        for a whole trial (``num_phases`` phases) and evaluated greedily on the first round of
+        the re-evaluation's fresh episodes: trial id -> mean returns ``(R, S)`` (run, seed; NaN
+        where a run diverged). Copies of the leaders fill each pool's slots (run ``r`` on the
+        ``r``-th fresh seeds), trained by the pool's compiled refill and advance; the pool's
+        own state is left as it was; the env steps count as the study's."""
+        impl = jax.random.key_impl(self.key)
+        out = {tid: np.full((self.reevaluate_seeds, self.seeds), np.nan) for tid in order}
+        for p in self.pools:
+            ids = [tid for tid in order if self.trials[tid].bucket == p.index]
+            for call in selection.packing(ids, self.reevaluate_seeds, p.slots):
+                hp = {n: v.copy() for n, v in p.hp.items()}
+                run_of_slot = np.zeros(p.slots, np.int64)
+                mask = np.zeros(p.runner.padded(p.members), bool)
+                for j, (tid, r) in enumerate(call):
+                    for n in hp:
+                        hp[n][j] = self.trials[tid].config[n]
+                    run_of_slot[j] = r
+                    mask[p.members_of(j)] = True
+                hp_members = p.agent.HParams(**{n: jnp.asarray(np.repeat(v, p.seeds)) for n, v in hp.items()})
+                state = p.runner.refill(p.state, mask, selection.episode_keys(self.reseed_key_data, run_of_slot, impl),
+                                        hp_members)
+                for _ in range(self.num_phases):
+                    state, _ = p.runner.advance(state, hp_members, p.updates)
+                episodes = selection.episode_keys(self.reeval_key_data, np.zeros(p.slots, np.int64), impl)
+                returns = np.asarray(distributed.fetch(p.runner.evaluate(episodes, state, self.eval_episodes)))
+                failed = np.asarray(distributed.fetch(state.failed))
+                for j, (tid, r) in enumerate(call):
+                    idx = p.members_of(j)
+                    out[tid][r] = np.where(failed[idx], np.nan, returns[idx].mean(axis=1))
+                self.used += len(call) * p.seeds * p.steps * self.num_phases
+        return out
 
     def _exploit(self, pool: Pool, items: list[Decision]) -> None:
         # Sources are read before any slot changes: the copy is one simultaneous gather.
@@ -653,7 +722,15 @@ class Study:
             p.runner.precompile(p.eval_keys, p.state, self.eval_episodes, len(p.members_of(0)),
                                 put=getattr(policy, "pauses", False) or self.reevaluate > 0)
         if self.reevaluate:
-            self.reeval_key_data = selection.episode_key_data(self.key, self.reeval_rounds, self.seeds)
+            self.precompute_keys()
+
+    def precompute_keys(self) -> None:
+        """The keys of the final re-evaluation's fresh episodes and of its fresh training seeds
+        (as host data: using them at the end compiles nothing)."""
+        self.reeval_key_data = selection.episode_key_data(self.key, self.reeval_rounds, self.seeds)
+        if self.reevaluate_seeds:
+            self.reseed_key_data = selection.episode_key_data(self.key, self.reevaluate_seeds, self.seeds,
+                                                              stream=selection.RESEED_STREAM)
 
     def run(self, policy) -> StudyResult:
         self.thread = threading.get_ident()

@@ -117,7 +117,7 @@ class AsyncPolicy:
             # HyperTrick's N: the trials the budget affords at the expected N(1-r)^P survival,
             # revised at every tick from the survival observed (and from the measured tick time
             # if max_seconds is set); never above this
-            max_trials = max(1, int(study.budget // (nominal * spec.expected_phases(p))))
+            max_trials = max(1, int((study.budget - study.reserve_steps()) // (nominal * spec.expected_phases(p))))
             self.design_trials = max_trials
         self.max_trials = max_trials
         # Every trial runs at least one phase, so no phase records more scores than this; the
@@ -175,7 +175,7 @@ class AsyncPolicy:
             est = float(np.median(study.tick_seconds[1:]))
             ticks_left = max(0.0, (study.deadline() - study.now()) / max(est, 1e-9))
             self.time_cap = max(1, afforded(ticks_left * self.full_tick))
-        n = afforded(study.budget - study.used)
+        n = afforded(study.budget - study.reserve_steps() - study.used)
         n = int(min(max(n, started, 1), self.design_trials, self.time_cap or self.design_trials))
         if n != self.max_trials:
             self.max_trials = n
@@ -189,13 +189,14 @@ class AsyncPolicy:
         if study.exhausted:
             return False
         cost = study.num_phases * study.seeds * pool.steps
-        if study.used + study.committed() + pending_steps + cost > study.budget:
+        budget = study.budget - study.reserve_steps()  # less what retraining the leaders will use
+        if study.used + study.committed() + pending_steps + cost > budget:
             return False
         # After the first fill, a trial starts only while the remaining budget could still keep
         # every slot busy until it ends. Otherwise late starts trickle in one at a time as
         # evictions free budget, each dragging the study on for P more ticks of mostly idle
         # slots (which cost as much as busy ones: masks, not shapes).
-        if study.tick > 0 and study.budget - study.used < study.num_phases * self.full_tick:
+        if study.tick > 0 and budget - study.used < study.num_phases * self.full_tick:
             return False
         return study.time_fits(study.num_phases)
 

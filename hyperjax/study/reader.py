@@ -44,6 +44,12 @@ def read_trials(conn) -> list[Trial]:
         if "reeval_score" in r.keys():  # stores written before the final re-evaluation lack it
             trials[r["id"]].reeval_score = _float(r["reeval_score"])
             trials[r["id"]].reeval_scores = json.loads(r["reeval_scores"] or "[]")
+        if "reseed_score" in r.keys():
+            scores = json.loads(r["reseed_scores"] or "[]")
+            trials[r["id"]].reseed_scores = [math.nan if v is None else float(v) for v in scores]
+            # NULL is -inf when a run diverged (NaN among the runs), else no retraining
+            diverged = any(math.isnan(v) for v in trials[r["id"]].reseed_scores)
+            trials[r["id"]].reseed_score = -math.inf if r["reseed_score"] is None and diverged else _float(r["reseed_score"])
     for r in conn.execute("SELECT * FROM observations ORDER BY trial, phase"):
         t = trials[r["trial"]]
         t.curve.append(_float(r["score"]))

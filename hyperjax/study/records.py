@@ -32,7 +32,10 @@ class Trial:
     how much the policy still explores (NaN where a seed failed; empty in stores written before
     it was recorded). ``reeval_score`` is the objective of its re-evaluation on fresh episodes
     when the study ended (``tune(reevaluate=...)``: set for the leading trials only, NaN for the
-    others; ``reeval_scores`` the per-seed mean returns).
+    others; ``reeval_scores`` the per-seed mean returns). ``reseed_score`` is the objective of
+    its configuration retrained from scratch on fresh seeds when the study ended
+    (``tune(reevaluate_seeds=R)``; ``reseed_scores`` the ``R * seeds`` runs' mean returns, run
+    major; ``-inf`` when a run diverged).
     """
 
     id: int
@@ -58,6 +61,8 @@ class Trial:
     segments: list[list] = dataclasses.field(default_factory=list)  # [slot, start_s, end_s, start_tick, end_tick]
     reeval_score: float = math.nan  # the final re-evaluation's objective (leaders only)
     reeval_scores: list[float] = dataclasses.field(default_factory=list)  # its per-seed mean returns
+    reseed_score: float = math.nan  # its configuration retrained on fresh seeds (leaders only)
+    reseed_scores: list[float] = dataclasses.field(default_factory=list)  # those runs' mean returns
 
     @property
     def slot(self) -> int:
@@ -98,6 +103,7 @@ class Trial:
             "phases": self.phases,
             "final_score": self.final_score,
             "reeval_score": self.reeval_score,
+            "reseed_score": self.reseed_score,
             "last_score": self.last_score,
             "entropy": self.last_entropy,
             "env_steps": self.env_steps,
@@ -176,11 +182,12 @@ class StudyResult:
       trials: every trial, in the order they were created.
       best: the study's choice among the completed trials and those the study's end stopped
         while they ran (evaluated then; ``best.status`` says which), never a failed one;
-        ``None`` if no trial was evaluated. With ``tune(reevaluate=k)`` (the default, k = 8) the
-        k leading trials by the objective were evaluated again on fresh episodes when the
-        study ended and ``best`` is the one that scored highest there (its ``reeval_score``;
-        :attr:`best_score` stays its first evaluation, which may be below another trial's);
-        else the trial with the highest objective.
+        ``None`` if no trial was evaluated. With ``tune(reevaluate=k)`` the k leading trials by
+        the objective were evaluated again on fresh episodes when the study ended and ``best``
+        is the one that scored highest there (its ``reeval_score``), or with
+        ``reevaluate_seeds`` the one whose configuration scored highest retrained on fresh
+        seeds (``reseed_score``); :attr:`best_score` stays its first evaluation, which may be
+        below another trial's. Else (the default) the trial with the highest objective.
       best_state: the best trial's member states (leading axis = its seeds): ``.params`` are the
         trained Flax parameters.
       best_agent: the agent (static settings of the best trial's bucket).
@@ -361,6 +368,8 @@ class StudyResult:
             "best_status": None if self.best is None else self.best.status,
             **({"best_reeval_score": self.best.reeval_score}
                if self.best is not None and math.isfinite(self.best.reeval_score) else {}),
+            **({"best_reseed_score": self.best.reseed_score}
+               if self.best is not None and math.isfinite(self.best.reseed_score) else {}),
             "seconds": round(self.seconds, 2),
             "found_best_at": round(self.found_best_at, 2),
             "env_steps": int(self.env_steps),

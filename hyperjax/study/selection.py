@@ -1,4 +1,5 @@
-"""Choosing the best trial at the end of a study: the leaders re-evaluated on fresh episodes.
+"""Choosing the best trial at the end of a study: the leaders re-evaluated on fresh episodes,
+and their configurations retrained on fresh seeds.
 
 A study scores every trial that completes by ``eval_episodes`` greedy episodes per seed, and the
 highest of several hundred such scores is biased upwards (the winner's curse): measured on
@@ -10,8 +11,16 @@ episodes (common random numbers), and the best is the leader that scores highest
 first evaluation only chooses who is re-evaluated; the choice itself is made on episodes it
 did not select on.
 
+A re-evaluated policy still comes from one training seed: it says how good that policy is, not
+how its configuration fares on other seeds (on Acrobot-v1 a leader whose policy re-evaluated at
+-76.9 failed to learn on 3 of 5 fresh seeds). With ``reevaluate_seeds = R`` the leaders'
+configurations are also trained from scratch on ``R`` fresh seeds each (the whole trial length,
+copies of them filling a pool's slots like the re-evaluation's) and evaluated on the fresh
+episodes, and the best is the leader whose retrained runs score highest (a run that diverges
+ranks its configuration last): the configuration is chosen on seeds it was not selected on.
+
 The pure parts live here (which trials lead, how copies of them fill a pool's slots, the keys
-of the fresh episodes, what the re-evaluation picks); the engine runs the evaluations.
+of the fresh episodes and seeds, what the re-evaluation picks); the engine runs them.
 """
 
 from __future__ import annotations
@@ -24,9 +33,11 @@ import numpy as np
 
 from hyperjax.study.records import Trial, final_objective
 
-# A key stream apart from training (fold_in of the seed index) and the study's own evaluations
-# (``train.EVAL_STREAM``): the fresh episodes of the final re-evaluation.
+# Key streams apart from training (fold_in of the seed index) and the study's own evaluations
+# (``train.EVAL_STREAM``): the fresh episodes of the final re-evaluation, and the fresh seeds
+# the leaders' configurations are retrained on.
 REEVAL_STREAM = 0x5E1E_C7ED
+RESEED_STREAM = 0x5E1E_5EED
 
 # Objectives the re-evaluation can rank: "auc" ranks by training returns, which a greedy
 # re-evaluation does not measure.
@@ -56,11 +67,12 @@ def packing(ids: list[int], num_rounds: int, slots: int) -> list[list[tuple[int,
     return [copies[i: i + slots] for i in range(0, len(copies), slots)]
 
 
-def episode_key_data(key: jax.Array, num_rounds: int, seeds: int) -> np.ndarray:
-    """The raw data ``(num_rounds, seeds, ...)`` of the keys of the fresh episodes: round ``r``
-    of seed ``s`` is ``fold_in(fold_in(fold_in(key, REEVAL_STREAM), r), s)``. Computed when the
-    study sets up (it compiles a small program), kept on the host."""
-    base = jax.random.fold_in(key, REEVAL_STREAM)
+def episode_key_data(key: jax.Array, num_rounds: int, seeds: int, stream: int = REEVAL_STREAM) -> np.ndarray:
+    """The raw data ``(num_rounds, seeds, ...)`` of the keys of the fresh episodes (``stream =
+    REEVAL_STREAM``) or of the fresh training seeds (``RESEED_STREAM``): round ``r`` of seed
+    ``s`` is ``fold_in(fold_in(fold_in(key, stream), r), s)``. Computed when the study sets up
+    (it compiles a small program), kept on the host."""
+    base = jax.random.fold_in(key, stream)
     per_round = jax.vmap(lambda r: jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(base, r), s))(
         jnp.arange(seeds, dtype=jnp.uint32)))(jnp.arange(num_rounds, dtype=jnp.uint32))
     return np.asarray(jax.random.key_data(per_round))
@@ -89,12 +101,26 @@ def reevaluated_objective(objective: str, seed_means: np.ndarray) -> float:
     return float(v.mean())
 
 
+def retrained_objective(objective: str, returns: np.ndarray) -> float:
+    """The objective of a leader's configuration from its retrained runs' mean returns
+    ``(R, S)`` (run, seed): the mean of all (``"final"``), or their mean less their standard
+    deviation, ddof 1 (``"lcb"``); ``-inf`` if any run diverged (non-finite): a configuration
+    that fails on a fresh seed ranks last."""
+    v = np.asarray(returns, np.float64).ravel()
+    if not np.all(np.isfinite(v)):
+        return -math.inf
+    if objective == "lcb" and v.size > 1:
+        return float(v.mean() - v.std(ddof=1))
+    return float(v.mean())
+
+
 def pick(order: list[int], scores: dict[int, float]) -> int | None:
-    """The leader with the highest finite re-evaluated score (ties: the earlier in ``order``,
-    the first evaluation's ranking); ``None`` if none is finite."""
+    """The leader with the highest score (ties: the earlier in ``order``, the first
+    evaluation's ranking; ``-inf`` ranks below every finite score but is a choice); ``None`` if
+    none has a score (all NaN)."""
     best, best_score = None, -math.inf
     for tid in order:
         s = scores.get(tid, math.nan)
-        if math.isfinite(s) and s > best_score:
+        if not math.isnan(s) and (best is None or s > best_score):
             best, best_score = tid, s
     return best
