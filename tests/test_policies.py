@@ -27,6 +27,8 @@ def _stub(num_phases=2, slots=4, budget=10**6, trials=None):
                                space=SPACE, structural=(), buckets=[{}], key=None)
     st.committed = lambda: 0
     st.time_fits = lambda ticks: True
+    st.reserve_steps = lambda: 0  # no retraining of the leaders at the end
+    st.deadline = lambda: None
     u = SobolProposer(SPACE, seed=0).ask(64)
     queue = list(zip(u, SPACE.configs(u)))
     st.next_config = lambda bucket: queue.pop(0)
