@@ -65,10 +65,8 @@ def main(argv=None):
                   slots=a.slots, seeds=a.seeds, scheduler=scheduler, seed=a.seed, max_seconds=a.max_seconds,
                   reevaluate=a.reevaluate, callbacks=[hj.callbacks.Console()], store=store)
     df = res.dataframe()
-    # the study's ranking: the leaders it re-evaluated on fresh episodes (--reevaluate) first, by
-    # that score (the best is the first), then the other evaluated trials by their evaluation
-    done = df[df.status.isin(["completed", "stopped"]) & df.final_score.notna()]
-    done = done.assign(_re=done.reeval_score.fillna(-float("inf"))).sort_values(["_re", "final_score"], ascending=False)
+    # the study's ranking: the leaders it re-evaluated (--reevaluate) first, the best on top
+    done = df.set_index("trial", drop=False).loc[[t.id for t in res.ranking()]]
     reeval = bool(done.reeval_score.notna().any())
     print("\nrank  trial  eval_return  " + ("reevaluated  " if reeval else "") + "  ".join(f"{n:>13s}" for n in SPACE.names))
     for rank, (_, row) in enumerate(done.head(5).iterrows()):

@@ -315,21 +315,13 @@ def summary_rows(data: StudyData) -> list[tuple[str, str]]:
 
 
 def top_trials(data: StudyData, n: int = 10) -> pd.DataFrame:
-    """The ``n`` best evaluated trials (``Trial.scored``) in the study's order: the leaders it
-    re-evaluated when it ended first, by what chose among them (their configurations retrained
-    on fresh seeds, else their policies re-evaluated on fresh episodes; the best first), then the
-    others by final score: ``trial``, ``final score``, ``re-evaluated`` and ``retrained`` (when
-    any was), the tuned hyperparameters, ``env steps``."""
+    """The first ``n`` evaluated trials in the study's order (``StudyResult.ranking``: the
+    re-evaluated leaders first, the best on top): ``trial``, ``final score``, ``re-evaluated``
+    and ``retrained`` (when any was), the tuned hyperparameters, ``env steps``."""
     res = data.result
     reeval = any(math.isfinite(t.reeval_score) for t in res.trials)
     reseed = any(t.reseed_scores for t in res.trials)
-
-    def key(t):
-        chose = t.reseed_score if reseed else t.reeval_score
-        led = bool(t.reseed_scores) if reseed else math.isfinite(t.reeval_score)
-        return (not led, -chose if led else 0.0, -t.final_score, t.id)
-
-    done = sorted((t for t in res.trials if t.scored), key=key)[:n]
+    done = res.ranking()[:n]
     rows = [{"trial": t.id, "final score": round(t.final_score, 4),
              **({"re-evaluated": round(t.reeval_score, 4) if math.isfinite(t.reeval_score) else None} if reeval else {}),
              **({"retrained": round(t.reseed_score, 4) if t.reseed_scores else None} if reseed else {}),

@@ -376,7 +376,8 @@ class Study:
         bucket's phases). 0 without it."""
         if not self.reevaluate_seeds:
             return 0
-        return self.reevaluate * self.reevaluate_seeds * self.seeds * self.num_phases * max(p.steps for p in self.pools)
+        return selection.retrain_steps(self.reevaluate, self.reevaluate_seeds, self.seeds, self.num_phases,
+                                       max(p.steps for p in self.pools))
 
     def deadline(self) -> float | None:
         """Study seconds by which training must end: ``max_seconds`` less the reserve."""
@@ -619,6 +620,7 @@ class Study:
         self.section = "evaluate"
         if self.reeval_key_data is None:  # a study that was not precompiled
             self.precompute_keys()
+        impl = jax.random.key_impl(self.key)
         returns: dict[int, list[np.ndarray]] = collections.defaultdict(list)  # tid -> [(S, E) per round]
         for p in self.pools:
             ids = [tid for tid in order if self.trials[tid].bucket == p.index]
@@ -628,7 +630,7 @@ class Study:
                     state = p.runner.put(state, p.members_of(j), self.leaders[tid])
                 round_of_slot = np.zeros(p.slots, np.int64)
                 round_of_slot[: len(call)] = [r for _, r in call]
-                keys = selection.episode_keys(self.reeval_key_data, round_of_slot, jax.random.key_impl(self.key))
+                keys = selection.episode_keys(self.reeval_key_data, round_of_slot, impl)
                 out = np.asarray(distributed.fetch(p.runner.evaluate(keys, state, self.eval_episodes)))
                 for j, (tid, _) in enumerate(call):
                     returns[tid].append(out[p.members_of(j)])
@@ -670,6 +672,7 @@ class Study:
         out = {tid: np.full((self.reevaluate_seeds, self.seeds), np.nan) for tid in order}
         for p in self.pools:
             ids = [tid for tid in order if self.trials[tid].bucket == p.index]
+            episodes = selection.episode_keys(self.reeval_key_data, np.zeros(p.slots, np.int64), impl)  # round 0
             for call in selection.packing(ids, self.reevaluate_seeds, p.slots):
                 hp = {n: v.copy() for n, v in p.hp.items()}
                 run_of_slot = np.zeros(p.slots, np.int64)
@@ -684,7 +687,6 @@ class Study:
                                         hp_members)
                 for _ in range(self.num_phases):
                     state, _ = p.runner.advance(state, hp_members, p.updates)
-                episodes = selection.episode_keys(self.reeval_key_data, np.zeros(p.slots, np.int64), impl)
                 returns = np.asarray(distributed.fetch(p.runner.evaluate(episodes, state, self.eval_episodes)))
                 failed = np.asarray(distributed.fetch(state.failed))
                 for j, (tid, r) in enumerate(call):

@@ -338,6 +338,20 @@ class StudyResult:
         ]
         return pd.DataFrame(rows, columns=["trial", "slot", "start", "end", "start_tick", "end_tick", "status"])
 
+    def ranking(self) -> list[Trial]:
+        """The evaluated trials (``Trial.scored``) in the study's order: the leaders it
+        re-evaluated when it ended first, by what chose among them (their configurations
+        retrained on fresh seeds, else their policies re-evaluated on fresh episodes; so the
+        best is first), then the others by final score (ties: the earlier trial)."""
+        reseed = any(t.reseed_scores for t in self.trials)
+
+        def key(t):
+            chose = t.reseed_score if reseed else t.reeval_score
+            led = bool(t.reseed_scores) if reseed else math.isfinite(t.reeval_score)
+            return (not led, -chose if led else 0.0, -t.final_score, t.id)
+
+        return sorted((t for t in self.trials if t.scored), key=key)
+
     def best_so_far(self):
         """``(seconds, best objective)`` each time the highest first evaluation improved (the
         objective is the final score unless the study optimised another): the incumbent while

@@ -89,29 +89,35 @@ def episode_keys(data: np.ndarray, round_of_slot: np.ndarray, impl) -> jax.Array
     return jax.random.wrap_key_data(data[r, s], impl=impl)
 
 
-def reevaluated_objective(objective: str, seed_means: np.ndarray) -> float:
-    """The objective of a re-evaluated trial from its per-seed mean returns ``(S,)``: their mean
-    (``"final"``), or their mean minus their standard deviation, ddof 1 (``"lcb"``); NaN if any
-    is not finite."""
-    v = np.asarray(seed_means, np.float64)
+def _objective_of(objective: str, returns, non_finite: float) -> float:
+    """The mean of ``returns`` (any shape; ``"final"``) or their mean less their standard
+    deviation, ddof 1 (``"lcb"``, with two or more); ``non_finite`` if any is not finite."""
+    v = np.asarray(returns, np.float64).ravel()
     if not np.all(np.isfinite(v)):
-        return math.nan
+        return non_finite
     if objective == "lcb" and v.size > 1:
         return float(v.mean() - v.std(ddof=1))
     return float(v.mean())
+
+
+def reevaluated_objective(objective: str, seed_means: np.ndarray) -> float:
+    """The objective of a re-evaluated trial from its per-seed mean returns ``(S,)``
+    (:func:`_objective_of`); NaN if any is not finite."""
+    return _objective_of(objective, seed_means, math.nan)
 
 
 def retrained_objective(objective: str, returns: np.ndarray) -> float:
     """The objective of a leader's configuration from its retrained runs' mean returns
-    ``(R, S)`` (run, seed): the mean of all (``"final"``), or their mean less their standard
-    deviation, ddof 1 (``"lcb"``); ``-inf`` if any run diverged (non-finite): a configuration
-    that fails on a fresh seed ranks last."""
-    v = np.asarray(returns, np.float64).ravel()
-    if not np.all(np.isfinite(v)):
-        return -math.inf
-    if objective == "lcb" and v.size > 1:
-        return float(v.mean() - v.std(ddof=1))
-    return float(v.mean())
+    ``(R, S)`` (run, seed; :func:`_objective_of` of all of them); ``-inf`` if any run diverged
+    (non-finite): a configuration that fails on a fresh seed ranks last."""
+    return _objective_of(objective, returns, -math.inf)
+
+
+def retrain_steps(leaders: int, runs: int, seeds: int, num_phases: int, phase_steps: int) -> int:
+    """Env steps of retraining ``leaders`` configurations on ``runs`` fresh runs of ``seeds``
+    members each, for a whole trial of ``num_phases`` phases of ``phase_steps`` per member:
+    what the study keeps back from its budget for it."""
+    return leaders * runs * seeds * num_phases * phase_steps
 
 
 def pick(order: list[int], scores: dict[int, float]) -> int | None:

@@ -26,6 +26,7 @@ from hyperjax.study.engine import COMPACT_LEVELS, Pool, Study, check_proposals
 from hyperjax.study.policies import POLICIES, plan_brackets
 from hyperjax.study.records import OBJECTIVES, StudyResult
 from hyperjax.study.reader import load_study
+from hyperjax.study.selection import retrain_steps
 
 
 def _int(field: str, value, low: int) -> int:
@@ -251,9 +252,10 @@ def tune(
             raise ValueError(
                 f"tune: budget={budget} is smaller than what PBT runs (slots * seeds * trial_steps = {cost})"
             )
+    # env steps per member of the largest bucket's phase (phase_steps rounded down to whole updates)
+    member_phase = max((phase_steps // a.steps_per_update) * a.steps_per_update for a in agents)
     if spec.kind == "brackets":  # the plan needs no population: checked before anything is built
-        nominal = max((phase_steps // a.steps_per_update) * a.steps_per_update for a in agents) * seeds
-        plan_brackets(spec, num_phases, nominal, budget, slots, max_trials)
+        plan_brackets(spec, num_phases, member_phase * seeds, budget, slots, max_trials)
     if reevaluate_seeds:
         if not reevaluate or objective == "auc":
             raise ValueError(f"tune: reevaluate_seeds={reevaluate_seeds} retrains the leaders the final re-evaluation "
@@ -262,9 +264,8 @@ def tune(
         if spec.kind not in ("asynchronous", "extrapolate"):
             raise ValueError(f"tune: reevaluate_seeds={reevaluate_seeds} needs an asynchronous scheduler (hypertrick, "
                              f"asha, median, none, extrapolate), not {spec.name!r}")
-        nominal = max((phase_steps // a.steps_per_update) * a.steps_per_update for a in agents)
-        reserve = reevaluate * reevaluate_seeds * seeds * num_phases * nominal
-        if reserve + num_phases * nominal * seeds > budget:
+        reserve = retrain_steps(reevaluate, reevaluate_seeds, seeds, num_phases, member_phase)
+        if reserve + num_phases * member_phase * seeds > budget:
             raise ValueError(f"tune: budget={budget} does not fit retraining the leaders (reevaluate * reevaluate_seeds "
                              f"* seeds * trial_steps = {reserve}) and one trial besides")
     per_bucket = allocate_slots(slots, weights)
