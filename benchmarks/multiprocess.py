@@ -38,7 +38,7 @@ def one(slots: int, phases: int, address: str | None, process_id: int) -> dict:
                          "ent_coef": Float(1e-4, 1e-1, log=True)})
     phase = 16_384
     res = hj.tune(hj.PPO(env="CartPole-v1"), space, budget=slots * phases * phase, phase_steps=phase,
-                  trial_steps=4 * phase, slots=slots, scheduler=hj.schedulers.HyperTrick(r=0.3), seed=0)
+                  trial_steps=4 * phase, slots=slots, scheduler=hj.schedulers.HyperTrick(r=0.3), seed=0, reevaluate=0)
     t = res.timing
     return {"benchmark": "multiprocess", "layout": "2 processes x 1 device" if address else "1 process x 2 devices",
             "process": jax.process_index(), "devices": jax.device_count(), "slots": slots, "ticks": res.ticks,

@@ -16,13 +16,13 @@ tanh actor and critic) over their seven-parameter space (``tuning.SPACE``), tria
 of 32,768 env steps, 32 slots, ``max_seconds`` = the task's time (Acrobot-v1 and Pendulum-v1
 300 s, the MinAtar games 600 s; the peer cannot run Pendulum-v1: its greedy evaluation takes
 the argmax of discrete logits, which rejax's Gaussian policy does not have, so its cells fail
-and write no row). Methods: ``default`` (``tune``'s defaults: HyperTrick r = 0.2 + Sobol, the
-best the highest first evaluation), ``reeval`` (the same with ``reevaluate=8``: the 8 leaders
+and write no row). Methods: ``default`` (HyperTrick r = 0.2 + Sobol, the best the highest first
+evaluation: ``tune``'s defaults until 2026-11-25, pinned with ``reevaluate=0``), ``reeval`` (the same with ``reevaluate=8``: the 8 leaders
 re-evaluated on 64 fresh episodes each when the study ends, the best chosen by that; its row
 also holds ``test_return_first``, the test return of what the same study picks without it, the
 default's pick), ``reseed`` (the same with ``reevaluate_seeds=2``: the leaders'
 configurations also retrained from scratch on 2 fresh seeds each, the best chosen by those
-runs), ``hypertrick-sobol``
+runs; ``tune``'s default since 2026-11-25, given explicitly so that it is never dropped for time), ``hypertrick-sobol``
 (r = 0.3), ``hypertrick-bnn``, ``asha-bnn``, ``pbt`` (interval 2, quantile 0.25, every slot
 training until the time is up), ``pb2`` (the same, exploring with the BNN), ``none`` (no early
 stopping: population random search), ``seeds2`` (the default on 16 slots of 2 seeds each, a
@@ -68,7 +68,8 @@ def _study_kwargs(method: str, seed: int, seconds: float) -> dict:
 
     from benchmarks.tuning import SPACE
 
-    # reevaluate=0 (tune's default) but for "reeval", pinned so that the rows stay comparable
+    # reevaluate=0 (tune's default until 2026-11-25) but for "reeval" and "reseed", pinned so that
+    # the rows stay comparable
     kw = dict(budget=10**12, phase_steps=PHASE, trial_steps=PHASES * PHASE, slots=SLOTS, seed=seed,
               max_seconds=seconds, eval_episodes=16, reevaluate=0)
     bnn = lambda: make_proposer("bnn", SPACE, seed, target_budget=float(PHASES * PHASE))  # noqa: E731

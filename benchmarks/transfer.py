@@ -48,7 +48,7 @@ def _study(env: str, seed: int, budget: int, transfer_from=None):
     t0 = time.perf_counter()
     res = hj.tune(hj.PPO(env=env), SPACE, budget=budget, phase_steps=PHASE, trial_steps=PHASES * PHASE, slots=SLOTS,
                   scheduler=hj.schedulers.HyperTrick(r=0.3), proposer=prop, seed=seed, eval_episodes=16,
-                  callbacks=[anytime], transfer_from=transfer_from)
+                  callbacks=[anytime], transfer_from=transfer_from, reevaluate=0)
     return res, curve, time.perf_counter() - t0
 
 

@@ -50,7 +50,7 @@ def run_method(env: str, method: str, seconds: float, slots: int, seed: int, pbt
                rate: float | None = None) -> dict:
     agent = hj.PPO(env=env)
     kw = dict(budget=10**12, phase_steps=PHASE, trial_steps=PHASES * PHASE, slots=slots, seed=seed,
-              max_seconds=seconds, eval_episodes=16)
+              max_seconds=seconds, eval_episodes=16, reevaluate=0)  # the final choice as when measured
     scheduler = {"hypertrick": hj.schedulers.HyperTrick(r=0.3)}.get(method, method)
     if method in ("successive_halving", "hyperband"):
         # synchronous brackets are planned from an env-step budget: what the measured training
@@ -121,7 +121,7 @@ def overhead(slots: int, seed: int, budget: int | None = None, store: str | None
     tmp = tempfile.mkdtemp(prefix="hyperjax-overhead-") if store == "tmp" else None
     try:
         res = hj.tune(agent, SPACE, budget=budget, phase_steps=PHASE, trial_steps=PHASES * PHASE, slots=slots,
-                      scheduler=hj.schedulers.HyperTrick(r=0.3), seed=seed, eval_episodes=16,
+                      scheduler=hj.schedulers.HyperTrick(r=0.3), seed=seed, eval_episodes=16, reevaluate=0,
                       store=os.path.join(tmp, "s") if tmp else store)
     finally:
         if tmp:

@@ -125,6 +125,7 @@ def run_cell(s: dict, game: str, method: str, seed: int) -> tuple[dict, object]:
     from hyperjax import analysis
 
     agent, space, kw = _tune_args(s)
+    kw.setdefault("reevaluate", 0)  # every method picks by the first evaluation, as the paper's
     res = hj.tune(agent, space, **kw)
     phases = kw["trial_steps"] // kw["phase_steps"]
     spec = hj.schedulers.scheduler_spec(kw["scheduler"])

@@ -5,11 +5,14 @@
 Trials (Sobol-proposed configurations of the traced PPO hyperparameters) flow through
 ``--slots`` population slots, trained together as one sharded program; at every phase boundary
 HyperTrick evicts weak trials and the freed slots are refilled at once. Completed trials are
-evaluated greedily on held-apart episodes (``--reevaluate 8``: at the end the eight leaders again
-on 64 fresh episodes each, and the best chosen by that). Shows live progress (a panel in a terminal, a line
-per tick in a log), then the top five configurations and a JSON summary. Everything is recorded in the study's store (``--store``, default
-``runs/quickstart``) as it runs: a study killed at any moment continues where it stopped when the
-same command runs again (or ``hj.resume(store)``), and ``hj.load_study(store)`` reads it back.
+evaluated greedily on held-apart episodes; when the study ends, the eight leaders'
+configurations are retrained from scratch on two fresh seeds each and the best is the one whose
+retrained runs score highest (``tune``'s default; ``--reevaluate 0`` for the highest first
+evaluation). Shows live progress (a panel in a terminal, a line per tick in a log), then the top
+five configurations and a JSON summary. Everything is recorded in the study's store
+(``--store``, default ``runs/quickstart``) as it runs: a study killed at any moment continues
+where it stopped when the same command runs again (or ``hj.resume(store)``), and
+``hj.load_study(store)`` reads it back.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ SPACE = SearchSpace(
 )
 
 
+def _auto_int(text: str) -> int | str:
+    return text if text == "auto" else int(text)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="CartPole-v1")
@@ -50,7 +57,10 @@ def main(argv=None):
     p.add_argument("--store", default="runs/quickstart",
                    help="the study's store directory ('' for none); an existing one is resumed")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reevaluate", type=int, default=0, help="leaders re-evaluated on fresh episodes at the end")
+    p.add_argument("--reevaluate", type=_auto_int, default="auto",
+                   help="leaders re-evaluated on fresh episodes at the end (default: tune's, 8)")
+    p.add_argument("--reevaluate-seeds", type=_auto_int, default="auto",
+                   help="fresh seeds each leader's configuration is retrained on (default: tune's, 2)")
     a = p.parse_args(argv)
 
     agent = hj.PPO(env=a.env)
@@ -63,15 +73,17 @@ def main(argv=None):
 
     res = hj.tune(agent, SPACE, budget=a.budget, phase_steps=a.phase_steps, trial_steps=a.phases * a.phase_steps,
                   slots=a.slots, seeds=a.seeds, scheduler=scheduler, seed=a.seed, max_seconds=a.max_seconds,
-                  reevaluate=a.reevaluate, callbacks=[hj.callbacks.Console()], store=store)
+                  reevaluate=a.reevaluate, reevaluate_seeds=a.reevaluate_seeds, callbacks=[hj.callbacks.Console()], store=store)
     df = res.dataframe()
-    # the study's ranking: the leaders it re-evaluated (--reevaluate) first, the best on top
+    # the study's ranking: the leaders it retrained (or re-evaluated) first, the best on top
     done = df.set_index("trial", drop=False).loc[[t.id for t in res.ranking()]]
-    reeval = bool(done.reeval_score.notna().any())
-    print("\nrank  trial  eval_return  " + ("reevaluated  " if reeval else "") + "  ".join(f"{n:>13s}" for n in SPACE.names))
+    extra = [(name, col) for name, col in (("reevaluated", "reeval_score"), ("retrained", "reseed_score"))
+             if done[col].notna().any()]
+    print("\nrank  trial  eval_return  " + "".join(f"{name:>11s}  " for name, _ in extra)
+          + "  ".join(f"{n:>13s}" for n in SPACE.names))
     for rank, (_, row) in enumerate(done.head(5).iterrows()):
-        re = "" if not reeval else (f"{row.reeval_score:11.1f}  " if row.reeval_score == row.reeval_score else f"{'-':>11s}  ")
-        print(f"{rank + 1:>4d}  {row.trial:>5d}  {row.final_score:11.1f}  {re}"
+        cells = "".join(f"{row[col]:11.1f}  " if row[col] == row[col] else f"{'-':>11s}  " for _, col in extra)
+        print(f"{rank + 1:>4d}  {row.trial:>5d}  {row.final_score:11.1f}  {cells}"
               + "  ".join(f"{row['config/' + n]:13.4g}" for n in SPACE.names))
     summary = res.summary()
     summary["best_config"] = {n: summary["best_config"][n] for n in SPACE.names} if res.best else None

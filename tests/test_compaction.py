@@ -10,7 +10,7 @@ import pytest
 
 import hyperjax as hj
 from hyperjax.population import get_runner
-from hyperjax.study.engine import COMPACT_LEVELS, Pool, compact_sizes
+from hyperjax.study.pool import COMPACT_LEVELS, Pool, compact_sizes
 from tests.test_store import PHASE, _crash_at, _same, _study
 
 AGENT = hj.PPO(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=1, num_epochs=1, hidden=(16,))

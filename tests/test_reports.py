@@ -94,6 +94,9 @@ def test_top_trials_and_summary_follow_the_studys_choice(ht):
     assert top["re-evaluated"][8:].isna().all() and list(top["final score"][8:]) == sorted(top["final score"][8:])[::-1]
     rows = dict(tables.summary_rows(ht))
     assert f"{res.best.reeval_score:.4g} re-evaluated on fresh episodes, the highest of the 8 leaders" in rows["best score"]
+    assert "final choice" not in rows  # said only when the default's retraining was dropped for time
+    dropped = load(dataclasses.replace(res, selection={"reevaluate": 0, "reevaluate_seeds": 0, "retrain_dropped": True}))
+    assert "retraining the leaders on fresh seeds was dropped" in dict(tables.summary_rows(dropped))["final choice"]
 
 
 def test_clock_rebuilt_from_trials_equals_the_ticks_table(ht):

@@ -130,3 +130,83 @@ def test_retraining_the_leaders_on_fresh_seeds_chooses_the_configuration(tmp_pat
     back = hj.load_study(store)
     assert back.best.id == res.best.id and back.summary()["best_reseed_score"] == res.best.reseed_score
     assert [t.reseed_scores for t in back.trials] == [t.reseed_scores for t in res.trials]
+
+
+def test_default_choice_resolves_auto():
+    """``"auto"``: 8 leaders retrained on 2 fresh runs each where that applies (an asynchronous
+    scheduler, an objective the re-evaluation ranks) and costs at most a quarter of the budget;
+    else neither. Numbers given are kept (``tune`` checks them)."""
+    dc, auto = selection.default_choice, selection.AUTO
+    kw = dict(asynchronous=True, objective="final", budget=64 * 1000, trial_steps=1000)
+    assert dc(auto, auto, **kw) == (8, 2)  # 8 x 2 x 1000 = a quarter of the budget
+    assert dc(auto, auto, **dict(kw, budget=64 * 1000 - 1)) == (0, 0)
+    assert dc(auto, auto, **dict(kw, asynchronous=False)) == (0, 0)  # PBT, brackets
+    assert dc(auto, auto, **dict(kw, objective="auc")) == (0, 0)
+    assert dc(auto, auto, **dict(kw, objective="lcb")) == (8, 2)
+    assert dc(0, auto, **kw) == (0, 0)
+    assert dc(4, auto, **kw) == (4, 2)
+    assert dc(4, auto, **dict(kw, budget=32 * 1000 - 1)) == (4, 0)  # 4 x 2 x 1000 > a quarter
+    assert dc(auto, 0, **kw) == (0, 0)  # no retraining: no re-evaluation either (it picks policies)
+    assert dc(auto, 3, **dict(kw, budget=1000)) == (8, 3)
+    assert dc(5, 1, **dict(kw, asynchronous=False)) == (5, 1)
+
+
+def test_auto_retrains_the_leaders_when_the_budget_affords_it(tmp_path):
+    """``tune``'s defaults on a budget of 64 trials: the 8 leaders are retrained on 2 fresh seeds
+    each and the best chosen by that; the store records ``"auto"`` (what was asked) and the
+    result what ran."""
+    from hyperjax.store import load_meta
+
+    config = {k: v for k, v in SMALL_STUDY.items() if k != "reevaluate"}
+    config.update(budget=64 * SMALL_STUDY["trial_steps"], max_trials=12)
+    agent, space, kw = tune_arguments(config)
+    store = str(tmp_path / "s")
+    res = hj.tune(agent, space, store=store, **kw)
+    assert res.selection == {"reevaluate": 8, "reevaluate_seeds": 2, "retrain_dropped": False}
+    leaders = [t for t in res.trials if t.reseed_scores]
+    assert len(leaders) == min(8, sum(t.scored for t in res.trials)) >= 2
+    assert all(len(t.reseed_scores) == 2 for t in leaders)
+    assert res.best in leaders and res.best.reseed_score == max(t.reseed_score for t in leaders)
+    assert res.env_steps <= config["budget"]
+    stored = load_meta(store)["config"]
+    assert stored["reevaluate"] == stored["reevaluate_seeds"] == "auto"
+    back = hj.load_study(store)
+    assert back.selection == res.selection and back.summary()["selection"] == res.selection
+    assert back.best.id == res.best.id
+
+
+def test_auto_drops_the_retraining_that_would_take_too_long():
+    """With ``max_seconds``, "auto" drops the retraining once it is expected to take more than a
+    quarter of the limit (a whole trial of median ticks per call: judged from the third tick,
+    or at the end from whatever ran); dropped, nothing is kept back and the state says so."""
+    from hyperjax.proposers import make_proposer
+    from hyperjax.study.engine import Study
+    from hyperjax.study.policies import POLICIES
+    from hyperjax.schedulers.specs import scheduler_spec
+    from hyperjax.rng import numpy_rng
+    from hyperjax.study.simulate import SPACE, SyntheticPool
+
+    def study(share=0.25):
+        pool = SyntheticPool(6, 1, 0.1, np.random.default_rng(0))
+        st = Study(agent=None, space=SPACE, structural=(), buckets=[{}], pools=[pool],
+                   proposer=make_proposer("sobol", SPACE, 0), num_phases=10, seeds=1, budget=10**6, max_seconds=100.0,
+                   eval_episodes=1, base_hp={}, key=as_key(0), scheduler_name="hypertrick", reevaluate=8,
+                   reevaluate_seeds=2, retrain_share=share)
+        return st, POLICIES["asynchronous"](st, scheduler_spec("hypertrick"), None, numpy_rng(as_key(1)))
+
+    st, policy = study()
+    st.tick_seconds = [9.0, 3.0]  # the first tick compiles: 10 x 3 s = 30 s > 25 s, not judged yet
+    assert not st.retraining_too_long() and st.retraining_too_long(final=True)
+    st.tick_seconds = [9.0, 2.0, 2.5, 2.4]  # 10 x 2.4 s (the median after the first) = 24 s: within a quarter
+    assert not st.retraining_too_long()
+    st.tick_seconds = [9.0, 2.0, 2.6, 2.7]  # 10 x 2.6 s = 26 s
+    assert st.retraining_too_long() and st.reserve_steps() == 8 * 2 * 10
+    st.drop_retraining()
+    assert st.reserve_steps() == 0 and st.reserve_seconds() == 0.0 and not st.retraining_too_long(final=True)
+    assert st.final_choice() == {"reevaluate": 0, "reevaluate_seeds": 0, "retrain_dropped": True}
+    other, other_policy = study()
+    other.load_state_dict(st.state_dict(policy), other_policy, st.device_state())
+    assert other.final_choice() == st.final_choice()
+    never, _ = study(share=None)  # numbers given: never dropped
+    never.tick_seconds = [9.0, 30.0, 30.0]
+    assert not never.retraining_too_long(final=True)

@@ -281,6 +281,26 @@ def test_crashed_study_resumes_exactly(tmp_path, monkeypatch, reference, schedul
     _same(ref, hj.load_study(d))
 
 
+def test_a_store_without_the_retraining_continues_without_it(tmp_path, monkeypatch):
+    """A store records ``reevaluate_seeds`` only when it is not 0 (stores written before
+    ``"auto"`` became the default never record it): the same call with the default, or
+    ``hj.resume``, continues such a study with 0 (neither refused for a changed configuration
+    nor retrained at the end, though "auto" would retrain at this budget), ending exactly like
+    the uninterrupted study; a number given for it is another configuration."""
+    budget = 64 * 4 * PHASE  # "auto" retrains the leaders from this budget up
+    ref = _study(budget=budget, reevaluate_seeds=0)
+    d = str(tmp_path / "s")
+    _crash_at(monkeypatch, {3})
+    with pytest.raises(Crash):
+        _study(budget=budget, reevaluate_seeds=0, store=d)
+    got = _study(budget=budget, store=d)  # reevaluate_seeds="auto"
+    _same(ref, got)
+    assert got.selection["reevaluate_seeds"] == 0 and not any(t.reseed_scores for t in got.trials)
+    _same(ref, hj.resume(d))
+    with pytest.raises(ValueError, match=r"reevaluate_seeds: \(absent\) -> 2"):
+        _study(budget=budget, store=d, reevaluate_seeds=2)
+
+
 def test_resume_falls_back_past_a_damaged_checkpoint(tmp_path, monkeypatch, reference):
     ref = _ref(reference, "hypertrick-sobol")
     d = tmp_path / "s"

@@ -277,7 +277,8 @@ def test_max_seconds_stops_the_study():
         ends.append(study.now())
         busy.append(sum(len(p.occupied()) for p in study.pools))
 
-    res = _study(budget=10**9, max_seconds=limit, callbacks=[clock])
+    # the final choice by the first evaluation: nothing is kept back from the limit
+    res = _study(budget=10**9, max_seconds=limit, callbacks=[clock], reevaluate=0)
     ticks, final = np.asarray(ends[:-1]), ends[-1]
     assert len(ticks) == res.ticks >= 5  # short ticks: many of them before the limit
     lengths = np.diff(ticks)  # whole ticks (fill, train, decide, apply, callbacks), 2nd to last
@@ -308,6 +309,10 @@ def test_a_study_stopped_by_time_before_any_completion_has_an_answer(tmp_path):
     d = str(tmp_path / "s")
     res = _study(budget=10**9, trial_steps=1000 * PHASE, max_seconds=1.0, store=d)
     assert not any(t.status == "completed" for t in res.trials)
+    # "auto" would retrain the leaders for 1000 phases each: far more than a quarter of the
+    # limit, so the retraining is dropped and the best is the highest first evaluation
+    assert res.selection == {"reevaluate": 0, "reevaluate_seeds": 0, "retrain_dropped": True}
+    assert not any(t.reseed_scores or math.isfinite(t.reeval_score) for t in res.trials)
     ran = [t for t in res.trials if t.status == "stopped" and t.segments]  # running at the end
     assert ran and all(t.scored and len(t.final_scores) == 1 for t in ran)
     assert all(not t.scored for t in res.trials if t not in ran)  # evicted, failed or never run
@@ -334,7 +339,9 @@ def test_a_study_stopped_by_time_before_any_completion_has_an_answer(tmp_path):
         (dict(max_seconds=-1), "max_seconds=-1"),
         (dict(reevaluate=-1), "reevaluate=-1"),
         (dict(reevaluate_seeds=-1), "reevaluate_seeds=-1"),
-        (dict(reevaluate_seeds=2), r"reevaluate_seeds=2 .* needs reevaluate >= 1 \(got 0\)"),
+        (dict(reevaluate_seeds=2, reevaluate=0), r"reevaluate_seeds=2 .* needs reevaluate >= 1 \(got 0\)"),
+        (dict(reevaluate="Auto"), "reevaluate='Auto' must be 'auto' or an integer >= 0"),
+        (dict(reevaluate_seeds=2.0), "reevaluate_seeds=2.0 must be an integer >= 0"),
         (dict(reevaluate_seeds=2, reevaluate=4, scheduler="pbt"), "needs an asynchronous scheduler .* not 'pbt'"),
         (dict(reevaluate_seeds=2, reevaluate=4, budget=8 * 4 * PHASE), "does not fit retraining the leaders"),
         (dict(reevaluate_episodes=0), "reevaluate_episodes=0"),

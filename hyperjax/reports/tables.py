@@ -298,6 +298,9 @@ def summary_rows(data: StudyData) -> list[tuple[str, str]]:
         else:
             best += f"; {res.best.reeval_score:.4g} re-evaluated on fresh episodes, the highest of the {n} leaders"
     rows.append(("best score", best))
+    if (res.selection or {}).get("retrain_dropped"):
+        rows.append(("final choice", "the highest first evaluation: retraining the leaders on fresh seeds was "
+                                     "dropped (expected to take more than a quarter of max_seconds)"))
     if res.best is not None:
         rows.append(("best configuration", config_text(tuned_config(data, res.best), sep="; ")))
     budget = cfg.get("budget")

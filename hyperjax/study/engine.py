@@ -5,7 +5,7 @@ One tick is a transaction::
 
     fill -> advance (device) -> record -> decide -> apply -> persist -> notify
 
-Per tick, per structural bucket (a :class:`Pool`), the device runs one compiled ``advance``;
+Per tick, per structural bucket (a :class:`~hyperjax.study.pool.Pool`), the device runs one compiled ``advance``;
 the host reads back one small array of per-update returns (the only device -> host transfer of
 an ordinary tick), the policy returns :class:`~hyperjax.study.decisions.Decision` objects for
 the arrivals (its rule runs on the host CPU), and :meth:`Study.apply` carries them out: freed
@@ -21,7 +21,6 @@ is a pytree (device), so a study resumed from tick N continues exactly as if nev
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import dataclasses
 import math
 import threading
@@ -33,12 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from hyperjax import distributed
-from hyperjax.population import Runner
 from hyperjax.study import selection
 from hyperjax.study.buckets import bucket_of
 from hyperjax.study.decisions import Action, Arrival, Decision
+from hyperjax.study.pool import Pool
 from hyperjax.study.records import StudyResult, Trial, final_objective, phase_objective
-from hyperjax.train import member_keys
 
 # The score of a member none of whose episodes has ended yet: ranks below every real return
 # but, unlike -inf, is not read as a failure.
@@ -53,11 +51,6 @@ _COMPILE_EVENTS = (
 )
 _ACTIVE: list = []  # the study running now, if any
 
-# Smaller populations a pool may compact its occupied slots into: half and a quarter of its
-# size. Each costs one compile of its programs (about 5 s on two CPU cores, on a worker thread),
-# and a study's tail drains geometrically, so a third halving would save little more.
-COMPACT_LEVELS = 2
-
 
 def _on_event(name: str, seconds: float, **_) -> None:
     # Only compiles on the study's own thread: the surrogate compiles on a worker thread while
@@ -69,188 +62,6 @@ def _on_event(name: str, seconds: float, **_) -> None:
 
 
 jax.monitoring.register_event_duration_secs_listener(_on_event)
-
-
-class Pool:
-    """The slots of one structural bucket: ``slots`` trials x ``seeds`` members each.
-
-    Member ``slot * seeds + s`` is seed ``s`` of the trial in ``slot``. Seed ``s`` starts from
-    the same key in every trial (common random numbers: trials are compared on the same
-    initialisations and episodes), so which slot a trial gets does not choose its random
-    streams. (A trial's float results are bit-identical whichever slot it runs in and whatever
-    the other slots hold, at one population size. Across sizes they agree to float rounding for
-    the first few updates only: measured on XLA:CPU, 16 and 32 members on 2 devices differ after
-    one phase; so a compacted advance, which runs a smaller population, changes results by
-    rounding, deterministically. See ``hyperjax.population``.)
-    """
-
-    def __init__(self, index: int, bucket: dict, agent, runner: Runner, slots: int, offset: int, seeds: int,
-                 phase_steps: int, key: jax.Array, base_hp: dict[str, float]):
-        self.index, self.bucket, self.agent, self.runner = index, bucket, agent, runner
-        self.slots, self.offset, self.seeds = slots, offset, seeds
-        self.updates = phase_steps // agent.steps_per_update
-        self.steps = self.updates * agent.steps_per_update  # env steps per member per phase
-        self.members = slots * seeds
-        self.trial = np.full(slots, -1, np.int64)
-        self.hp = {n: np.full(slots, v, np.float32) for n, v in base_hp.items()}
-        self.last_member_score = np.full(self.members, np.nan)
-        self.train_keys, self.eval_keys = member_keys(key, slots, seeds)  # (M,) each, slot-major
-        self.state = runner.init(self.train_keys, self.hp_members())
-        self._hp_dev = None
-        self._refill_mask = np.zeros(self.members, bool)
-        self._resume: list[tuple[np.ndarray, Any]] = []
-        self.just_failed: set[int] = set()  # slots freed by a failure this tick
-        self.size = runner.padded(self.members)  # members the compiled programs hold
-        self.compact_sizes: tuple[int, ...] = ()  # smaller sizes advance may run (compact_sizes())
-        self._compiled: concurrent.futures.Future | None = None
-        self.advanced_index: np.ndarray | None = None  # members the last advance ran, if not all
-
-    # -- compaction: idle slots cost nothing ------------------------------------------------
-    def compact_sizes_for(self, levels: int) -> tuple[int, ...]:
-        """:func:`compact_sizes` of this pool on its runner's devices."""
-        return compact_sizes(self.size, self.runner.mesh.devices.size, levels)
-
-    def compile_compact(self) -> concurrent.futures.Future:
-        """Compiles ``take``, ``advance`` and ``put`` at every :attr:`compact_sizes` on a worker
-        thread (the study's thread goes on training); :meth:`advance` waits for it before it
-        first runs a smaller population, so which size ran never depends on timing."""
-        if self._compiled is None:
-            sizes, state, runner, updates = self.compact_sizes, self.state, self.runner, self.updates
-            hp = self.hp_members()
-
-            def work():
-                for size in sizes:
-                    runner.precompile_advance(state, hp, np.arange(size), updates)
-
-            self._compiled = _compile_pool().submit(work)
-        return self._compiled
-
-    def _compact_index(self) -> np.ndarray | None:
-        """The members to advance when a smaller compiled population holds every occupied
-        slot: the occupied slots' members, topped up with idle ones to the size; else None."""
-        busy = np.concatenate([self.members_of(int(s)) for s in self.occupied()] or [np.zeros(0, np.int64)])
-        fits = [s for s in self.compact_sizes if s >= len(busy)]
-        if not fits:
-            return None
-        size = min(fits)
-        idle = np.setdiff1d(np.arange(self.size), busy)[: size - len(busy)]
-        return np.sort(np.concatenate([busy, idle]))
-
-    def expand(self, rows: np.ndarray) -> np.ndarray:
-        """Per-member host values ``(k, ...)`` of the last advance as ``(size, ...)``: rows of
-        members it did not run are zero (they hold no trial)."""
-        if self.advanced_index is None:
-            return rows
-        out = np.zeros((self.size, *rows.shape[1:]), rows.dtype)
-        out[self.advanced_index] = rows
-        return out
-
-    def members_of(self, slot: int) -> np.ndarray:
-        return slot * self.seeds + np.arange(self.seeds)
-
-    def hp_members(self):
-        vals = {n: np.repeat(v, self.seeds) for n, v in self.hp.items()}
-        return self.agent.HParams(**{n: jnp.asarray(v) for n, v in vals.items()})
-
-    def set_hp(self, slot: int, values: dict[str, float]) -> None:
-        for n, v in values.items():
-            self.hp[n][slot] = v
-        self._hp_dev = None
-
-    def take(self, slot: int) -> Any:
-        """The members of ``slot`` (leading axis = seeds), left on the device."""
-        return self.runner.take(self.state, self.members_of(slot))
-
-    # -- staged slot changes, applied together by flush() -----------------------------------
-    def stage_new(self, slot: int) -> None:
-        self._refill_mask[self.members_of(slot)] = True
-        self.last_member_score[self.members_of(slot)] = np.nan
-
-    def stage_resume(self, slot: int, saved: Any, last_scores: np.ndarray) -> None:
-        self._resume.append((self.members_of(slot), saved))
-        self.last_member_score[self.members_of(slot)] = last_scores
-
-    def flush(self) -> bool:
-        """Applies staged refills and resumes; True if anything ran (caller may block on it)."""
-        ran = False
-        if self._refill_mask.any():
-            mask = np.zeros(self.runner.padded(self.members), bool)
-            mask[: self.members] = self._refill_mask
-            self.state = self.runner.refill(self.state, mask, self.train_keys, self.hp_members())
-            self._refill_mask[:] = False
-            ran = True
-        for index, saved in self._resume:
-            self.state = self.runner.put(self.state, index, saved)
-            ran = True
-        self._resume.clear()
-        return ran
-
-    def copy_from(self, source_slot: dict[int, int]) -> None:
-        """Slot ``s`` takes the members of slot ``source_slot[s]`` (one gather)."""
-        member_source = np.arange(self.runner.padded(self.members))
-        for s, src in source_slot.items():
-            member_source[self.members_of(s)] = self.members_of(src)
-        self.state = self.runner.copy_from(self.state, member_source)
-        self.last_member_score = self.last_member_score[member_source[: self.members]]
-
-    def advance(self):
-        """One phase of every occupied slot; metrics leaves ``(k, updates)`` for the ``k``
-        members it ran (:meth:`expand` puts them back in member order). When a compiled size
-        smaller than the pool holds every occupied slot, only those members run (gathered,
-        advanced, scattered back): idle slots then cost nothing."""
-        index = self._compact_index() if self.compact_sizes else None
-        self.advanced_index = index
-        if index is None:
-            if self._hp_dev is None:
-                self._hp_dev = self.runner.place(self.hp_members())
-            self.state, metrics = self.runner.advance(self.state, self._hp_dev, self.updates)
-            return metrics
-        self.compile_compact().result()
-        hp = jax.tree.map(lambda x: np.asarray(x)[np.minimum(index, self.members - 1)], self.hp_members())
-        sub, metrics = self.runner.advance(self.runner.take(self.state, index), hp, self.updates)
-        self.state = self.runner.put(self.state, index, sub)
-        return metrics
-
-    def occupied(self) -> np.ndarray:
-        return np.flatnonzero(self.trial >= 0)
-
-    def state_dict(self) -> dict:
-        """Host-side arrays (the members themselves are device state, saved apart)."""
-        return {"trial": self.trial.copy(), "hp": {n: v.copy() for n, v in self.hp.items()},
-                "last_member_score": self.last_member_score.copy()}
-
-    def load_state_dict(self, d: dict) -> None:
-        self.trial = np.asarray(d["trial"], np.int64).copy()
-        self.hp = {n: np.asarray(v, np.float32).copy() for n, v in d["hp"].items()}
-        self.last_member_score = np.asarray(d["last_member_score"], np.float64).copy()
-        self._hp_dev = None
-
-
-def compact_sizes(size: int, devices: int, levels: int) -> tuple[int, ...]:
-    """The smaller populations a pool of ``size`` members on ``devices`` devices may run:
-    up to ``levels`` halvings, each a whole number of members per device and at least two (with
-    one member per device XLA:CPU compiles another kind of program, whose arithmetic differs
-    more)."""
-    out, s = [], size
-    for _ in range(levels):
-        if s % 2:
-            break
-        s //= 2
-        if s < 2 * devices or s % devices:
-            break
-        out.append(s)
-    return tuple(out)
-
-
-_COMPILER: list = []
-
-
-def _compile_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """One worker thread for compiling pools' smaller programs beside the study (created on
-    first use)."""
-    if not _COMPILER:
-        _COMPILER.append(concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hyperjax-compile"))
-    return _COMPILER[0]
 
 
 def member_scores(return_sum: np.ndarray, return_count: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -289,19 +100,24 @@ class Study:
       reevaluate_seeds: with ``R > 0`` the leaders' configurations are also retrained from
         scratch on ``R`` fresh seeds each and the best is chosen by those runs (their env steps
         count against the budget and their time against ``max_seconds``, both kept back).
+      retrain_share: with ``max_seconds``, the retraining is dropped (the best is then the
+        highest first evaluation) once it is expected to take more than this share of
+        ``max_seconds`` (``tune``'s ``"auto"``: ``selection.DEFAULT_SHARE``); ``None``: never.
     """
 
     def __init__(self, *, agent, space, structural, buckets, pools, proposer, num_phases, seeds, budget,
                  max_seconds, eval_episodes, base_hp, key: jax.Array, scheduler_name: str,
                  observers: list | None = None, store=None, callbacks: list | None = None, t0: float | None = None,
                  config: dict | None = None, objective: str = "final", reevaluate: int = 0,
-                 reevaluate_episodes: int = 64, reevaluate_seeds: int = 0):
+                 reevaluate_episodes: int = 64, reevaluate_seeds: int = 0, retrain_share: float | None = None):
         self.agent, self.space, self.structural, self.buckets = agent, space, structural, buckets
         self.objective = objective
         # the final re-evaluation (none for an objective it cannot rank)
         self.reevaluate = int(reevaluate) if objective in selection.REEVALUATED else 0
         self.reeval_rounds = selection.rounds(reevaluate_episodes, eval_episodes)
         self.reevaluate_seeds = int(reevaluate_seeds) if self.reevaluate else 0
+        self.retrain_share = retrain_share
+        self.retrain_dropped = False  # set once (drop_retraining), by the run loop
         self.reseed_key_data: np.ndarray | None = None  # (R, seeds, ...): set by precompile()
         self.leaders: dict[int, Any] = {}  # trial id -> its final members (leading axis seeds), best first
         self.reeval_key_data: np.ndarray | None = None  # (rounds, seeds, ...): set by precompile()
@@ -357,18 +173,45 @@ class Study:
         MinAtar a good policy survives longer). 0 before any evaluation was timed."""
         if not self.reevaluate or not self.eval_call_seconds:
             return 0.0
+        return self._calls(self.reeval_rounds) * max(self.eval_call_seconds) + self.retrain_seconds()
+
+    def _calls(self, copies: int) -> int:
+        """Calls of a pool's compiled programs that ``copies`` copies of every leader so far
+        need (each bucket's at least one: a single bucket's even before any leader)."""
         per_pool = collections.Counter(self.trials[tid].bucket for tid in self.leaders)
+        return sum(max(1, -(-per_pool.get(p.index, 0) * copies // p.slots)) for p in self.pools
+                   if per_pool.get(p.index, 0) or len(self.pools) == 1)
 
-        def calls(copies: int) -> int:
-            return sum(max(1, -(-per_pool.get(p.index, 0) * copies // p.slots)) for p in self.pools
-                       if per_pool.get(p.index, 0) or len(self.pools) == 1)
+    def retrain_seconds(self) -> float:
+        """Seconds expected for retraining the leaders (its part of :meth:`reserve_seconds`):
+        each call a whole trial of ticks (the median tick after the first, which compiles) and
+        an evaluation. 0 without it, or before a tick was timed."""
+        if not self.reevaluate_seeds or not self.tick_seconds:
+            return 0.0
+        tick = float(np.median(self.tick_seconds[1:] or self.tick_seconds))
+        return self._calls(self.reevaluate_seeds) * (self.num_phases * tick + max(self.eval_call_seconds, default=0.0))
 
-        out = calls(self.reeval_rounds) * max(self.eval_call_seconds)
-        if self.reevaluate_seeds and self.tick_seconds:
-            # each call of the retraining: a whole trial of ticks, and an evaluation
-            tick = float(np.median(self.tick_seconds[1:] or self.tick_seconds))
-            out += calls(self.reevaluate_seeds) * (self.num_phases * tick + max(self.eval_call_seconds))
-        return out
+    def judges_retraining(self) -> bool:
+        """Whether the retraining may still be dropped for time (``retrain_share`` and
+        ``max_seconds`` set, and a retraining not dropped yet): the same on every process."""
+        return self.retrain_share is not None and self.max_seconds is not None and self.reevaluate_seeds > 0
+
+    def retraining_too_long(self, final: bool = False) -> bool:
+        """Whether the retraining is expected to take more than ``retrain_share`` of
+        ``max_seconds``: judged from the third tick on while the study runs (the first ticks
+        compile), from whatever ticks ran when it ends (``final``). Always False without a
+        share, a time limit or a retraining."""
+        if not self.judges_retraining():
+            return False
+        timed = len(self.tick_seconds) >= (1 if final else 3)
+        return timed and self.retrain_seconds() > self.retrain_share * self.max_seconds
+
+    def drop_retraining(self) -> None:
+        """No final re-evaluation or retraining after all: the best is the highest first
+        evaluation, the budget and time they held back are free for trials."""
+        self.reevaluate = self.reevaluate_seeds = 0
+        self.leaders = {}
+        self.retrain_dropped = True
 
     def reserve_steps(self) -> int:
         """Env steps kept back from the budget for retraining the leaders on fresh seeds: every
@@ -787,7 +630,10 @@ class Study:
                             p.compile_compact()
                 # PERSIST, NOTIFY
                 self._persist(policy)
-                # the clock is process 0's: every process stops at the same tick
+                # the clock is process 0's: every process drops the retraining and stops at the
+                # same tick
+                if self.judges_retraining() and distributed.broadcast(self.retraining_too_long()):
+                    self.drop_retraining()
                 if self.max_seconds is not None and distributed.broadcast(self.now() >= self.deadline()):
                     break
             ended = True
@@ -797,6 +643,9 @@ class Study:
                 # A study that ends normally stops what still runs; one that is interrupted (an
                 # exception, Ctrl-C) keeps its last committed tick as it was, to be resumed.
                 self._stop_remaining()
+                # the leaders known now may need more calls than those timed while it ran
+                if self.judges_retraining() and distributed.broadcast(self.retraining_too_long(final=True)):
+                    self.drop_retraining()
                 self.timing["evaluate"] += self._select()
                 self.finished = True
                 self._persist(policy, final=True)
@@ -893,7 +742,14 @@ class Study:
                 "ticks": self.tick, "found_best_at": self.found_best_at, "best": -1 if self.best is None else self.best.id,
                 "timing": self._timing(), "slot_utilization": utilization(self.busy_ticks, self.busy_ticks_waiting, self.busy_members),
                 "buckets": [dict(p.bucket, slots=p.slots, steps_per_phase=p.steps) for p in self.pools],
-                "finished": self.finished}
+                "finished": self.finished, "selection": self.final_choice()}
+
+    def final_choice(self) -> dict[str, Any]:
+        """How the best is chosen: ``reevaluate`` leaders re-evaluated, ``reevaluate_seeds``
+        retraining runs each (0, 0: the highest first evaluation), and whether the retraining
+        was dropped for time."""
+        return {"reevaluate": self.reevaluate, "reevaluate_seeds": self.reevaluate_seeds,
+                "retrain_dropped": self.retrain_dropped}
 
     def progress(self) -> dict[str, Any]:
         """Where the study stands, as plain values (what progress displays and ``progress_fn``
@@ -935,6 +791,7 @@ class Study:
             "busy_members": list(self.busy_members),
             "best": -1 if self.best is None else self.best.id, "found_best_at": self.found_best_at,
             "leaders": list(self.leaders), "eval_call_seconds": list(self.eval_call_seconds),
+            "retrain_dropped": self.retrain_dropped,
             "trials": [t.state_dict() for t in self.trials],
             "proposed": [[np.asarray(u), cfg] for u, cfg in self.proposed],
             "paused": [[tid, scores] for tid, (_, scores) in self.paused.items()],
@@ -976,6 +833,8 @@ class Study:
         # the leaders that complete after the resume
         self.leaders = {int(tid): device["leaders"][str(tid)] for tid in d.get("leaders", [])}
         self.eval_call_seconds = [float(x) for x in d.get("eval_call_seconds", [])]
+        if d.get("retrain_dropped", False):
+            self.drop_retraining()
         _load_state(self.proposer, d["proposer"], self.trials)
         for o, s in zip(self.observers, d["observers"]):
             _load_state(o, s, self.trials)
@@ -1013,6 +872,7 @@ class Study:
             buckets=[dict(p.bucket, slots=p.slots, steps_per_phase=p.steps) for p in self.pools],
             proposer=self.proposer,
             objective=self.objective,
+            selection=self.final_choice(),
         )
 
 

@@ -104,7 +104,7 @@ def load_study(directory: str, params: bool = True) -> StudyResult:
         seconds=s.get("seconds", 0.0), env_steps=s.get("env_steps", 0), ticks=s.get("ticks", 0),
         found_best_at=_float(s.get("found_best_at")), timing=s.get("timing", {}),
         slot_utilization=s.get("slot_utilization", {}), buckets=s.get("buckets", []),
-        objective=c.get("objective", "final"),
+        objective=c.get("objective", "final"), selection=s.get("selection"),
     )
 
 

@@ -203,6 +203,10 @@ class StudyResult:
       objective: what the study optimised (``OBJECTIVES``); it ranks the trials for
         :attr:`best` (:func:`final_objective`; for ``"final"``, the ``final_score``), and the
         re-evaluation of the leaders with it.
+      selection: how :attr:`best` was chosen: ``{"reevaluate": k, "reevaluate_seeds": R,
+        "retrain_dropped": bool}`` (``tune``'s arguments resolved; ``retrain_dropped``: the
+        retraining ``"auto"`` chose was dropped because it would have taken more than a quarter
+        of ``max_seconds``); ``None`` for a study stored before it was recorded.
     """
 
     trials: list[Trial]
@@ -221,6 +225,7 @@ class StudyResult:
     buckets: list[dict[str, Any]]
     proposer: Any = None
     objective: str = "final"
+    selection: dict[str, Any] | None = None
 
     @property
     def best_config(self) -> dict[str, Any] | None:
@@ -384,6 +389,7 @@ class StudyResult:
                if self.best is not None and math.isfinite(self.best.reeval_score) else {}),
             **({"best_reseed_score": self.best.reseed_score}
                if self.best is not None and math.isfinite(self.best.reseed_score) else {}),
+            **({"selection": dict(self.selection)} if self.selection is not None else {}),
             "seconds": round(self.seconds, 2),
             "found_best_at": round(self.found_best_at, 2),
             "env_steps": int(self.env_steps),

@@ -43,6 +43,16 @@ RESEED_STREAM = 0x5E1E_5EED
 # re-evaluation does not measure.
 REEVALUATED = ("final", "lcb")
 
+# What ``tune`` does when not told (``reevaluate="auto"``, ``reevaluate_seeds="auto"``): the
+# DEFAULT_LEADERS leaders' configurations retrained on DEFAULT_RUNS fresh runs each, wherever
+# that applies and costs at most DEFAULT_SHARE of the study (its budget at setup; with
+# ``max_seconds``, its time, once the ticks have been timed). Measured in the race
+# (``benchmarks/README.md``).
+DEFAULT_LEADERS = 8
+DEFAULT_RUNS = 2
+DEFAULT_SHARE = 0.25
+AUTO = "auto"
+
 
 def leaders(trials: list[Trial], objective: str, k: int) -> list[int]:
     """Ids of the ``k`` evaluated trials with the highest :func:`final_objective`, best first
@@ -118,6 +128,25 @@ def retrain_steps(leaders: int, runs: int, seeds: int, num_phases: int, phase_st
     members each, for a whole trial of ``num_phases`` phases of ``phase_steps`` per member:
     what the study keeps back from its budget for it."""
     return leaders * runs * seeds * num_phases * phase_steps
+
+
+def default_choice(reevaluate: int | str, runs: int | str, *, asynchronous: bool, objective: str, budget: int,
+                   trial_steps: int) -> tuple[int, int]:
+    """``(reevaluate, reevaluate_seeds)`` with :data:`AUTO` resolved: the runs are
+    :data:`DEFAULT_RUNS` when the study retrains its leaders (an ``asynchronous`` scheduler, an
+    objective in :data:`REEVALUATED`, at least one leader) and that costs at most
+    :data:`DEFAULT_SHARE` of ``budget`` (``trial_steps``: env steps of one whole trial, every
+    seed), else 0; the leaders are :data:`DEFAULT_LEADERS` when the runs are not 0, else 0 (a
+    re-evaluation alone picks better policies, not better configurations). Values given as
+    integers are kept."""
+    leaders = DEFAULT_LEADERS if reevaluate == AUTO else int(reevaluate)
+    if runs == AUTO:
+        cost = retrain_steps(leaders, DEFAULT_RUNS, 1, 1, trial_steps)
+        applies = asynchronous and objective in REEVALUATED and leaders >= 1
+        runs = DEFAULT_RUNS if applies and cost <= DEFAULT_SHARE * budget else 0
+    if reevaluate == AUTO:
+        leaders = DEFAULT_LEADERS if runs else 0
+    return leaders, int(runs)
 
 
 def pick(order: list[int], scores: dict[int, float]) -> int | None:

@@ -1,6 +1,6 @@
 """Schedulers on synthetic learning curves, through the study's own engine and policies.
 
-:class:`SyntheticPool` stands in for a bucket's :class:`~hyperjax.study.engine.Pool`: a member's
+:class:`SyntheticPool` stands in for a bucket's :class:`~hyperjax.study.pool.Pool`: a member's
 state is one number, its skill, and a phase of training moves it toward the configuration's cap
 at the configuration's speed; the phase score is the skill plus noise. Everything else is the
 real thing: :class:`~hyperjax.study.engine.Study` runs its ticks, the policies of
@@ -63,7 +63,7 @@ class _Evaluator:
 
 
 class SyntheticPool:
-    """The interface of ``engine.Pool`` over synthetic members (one env step per phase)."""
+    """The interface of ``pool.Pool`` over synthetic members (one env step per phase)."""
 
     def __init__(self, slots: int, seeds: int, noise: float, rng: np.random.Generator):
         self.index, self.bucket, self.offset, self.agent = 0, {}, 0, None

@@ -22,15 +22,24 @@ from hyperjax.schedulers.specs import scheduler_spec
 from hyperjax.space import SearchSpace
 from hyperjax.store import StudyStore, check_directory, exists, load_meta
 from hyperjax.study.buckets import allocate_slots, bucket_agent, enumerate_buckets, structural_names
-from hyperjax.study.engine import COMPACT_LEVELS, Pool, Study, check_proposals
+from hyperjax.study.engine import Study, check_proposals
 from hyperjax.study.policies import POLICIES, plan_brackets
+from hyperjax.study.pool import COMPACT_LEVELS, Pool
 from hyperjax.study.records import OBJECTIVES, StudyResult
 from hyperjax.study.reader import load_study
-from hyperjax.study.selection import retrain_steps
+from hyperjax.study.selection import AUTO, DEFAULT_SHARE, default_choice, retrain_steps
 
 
 def _int(field: str, value, low: int) -> int:
     return validate.integer("tune", field, value, low)
+
+
+def _auto_int(field: str, value) -> int | str:
+    if isinstance(value, str):
+        if value != AUTO:
+            raise ValueError(f"tune: {field}={value!r} must be {AUTO!r} or an integer >= 0")
+        return value
+    return _int(field, value, 0)
 
 
 def _resolve_agent(agent, env) -> ActorCriticAgent:
@@ -68,9 +77,9 @@ def tune(
     objective: str = "final",
     transfer_from: Any = None,
     compact: bool = True,
-    reevaluate: int = 0,
+    reevaluate: int | str = AUTO,
     reevaluate_episodes: int | None = None,
-    reevaluate_seeds: int = 0,
+    reevaluate_seeds: int | str = AUTO,
 ) -> StudyResult:
     """Runs a hyperparameter study: trials flow through ``slots`` population slots.
 
@@ -144,33 +153,32 @@ def tune(
         proposed first, and a BNN proposer fits its observations beside this study's with a
         task feature. Its space must be this one (ValueError naming the differences). Whether
         it is likely to help: ``hj.transfer.similarity`` before the study.
-      reevaluate: when the study ends, its ``reevaluate`` leading trials (by the objective)
-        are evaluated again on fresh episodes and the best is the one that scores highest
-        there (``hyperjax.study.selection``): the highest of hundreds of noisy first
-        evaluations overrates its trial (on Acrobot-v1 the best of a 300-s study scored 8.7
-        more in the study than its own policy on fresh episodes), and the re-evaluation
-        chooses on episodes it did not select on. Each leader's ``reeval_score`` is recorded;
-        its time is kept back from ``max_seconds``. It chooses the best trained *policy*
-        (``best_params``), not the most robust *configuration*: measured on Acrobot-v1 (5
-        studies of 300 s, ``reevaluate=8``) the chosen policies scored 3 points higher on
-        fresh episodes (median), but the chosen configurations retrained on fresh seeds did
-        no better than the first evaluation's picks and one was a configuration that fails
-        on 3 of 5 seeds (``benchmarks/README.md``, "The race"); ``reevaluate_seeds`` chooses
-        the configuration. So it is off by default (0: the best is the highest first
-        evaluation); with ``objective="auc"`` it is always off (a greedy evaluation does not
-        measure training returns).
+      reevaluate, reevaluate_seeds: how the best is chosen when the study ends
+        (``hyperjax.study.selection``). The highest of hundreds of noisy first evaluations
+        overrates its trial twice over: its episodes were lucky (on Acrobot-v1 a 300-s study's
+        best scored -72.0, its own policy -80.7 on fresh episodes), and so was its one training
+        seed (on SpaceInvaders-MinAtar a best that scored 145 retrained to 20 on fresh seeds).
+        ``reevaluate=k``: the ``k`` leading trials (by the objective) are evaluated again on
+        fresh episodes and the best is the one that scores highest there (``trial.reeval_score``):
+        the best trained *policy*. ``reevaluate_seeds=R`` (with ``k >= 1``): the leaders'
+        *configurations* are also retrained from scratch on ``R`` fresh seeds each (a whole
+        trial, in the study's compiled programs) and the best is the leader whose retrained runs
+        score highest (``trial.reseed_score``; a run that diverges ranks its configuration
+        last): the configuration that does well on seeds it was not selected on. The retraining
+        costs ``k * R * seeds`` members for one trial's length, kept back from the budget (new
+        trials start only while it still fits) and, with ``max_seconds``, from the time; it
+        needs an asynchronous scheduler (HyperTrick, ASHA, median, none, extrapolate). The
+        default ``"auto"`` for both: ``k = 8, R = 2`` where that applies (an asynchronous
+        scheduler, an objective other than ``"auc"``) and costs at most a quarter of the budget
+        (and, with ``max_seconds``, is dropped at the tick it is expected to take more than a
+        quarter of it: ``result.selection["retrain_dropped"]``); else ``0, 0``, the best the
+        highest first evaluation. A re-evaluation alone (``reevaluate=k, reevaluate_seeds=0``)
+        picks better policies but not better configurations (measured: ``benchmarks/README.md``,
+        "The race"). With ``objective="auc"`` neither runs (a greedy evaluation does not measure
+        training returns). ``result.selection`` says what ran.
       reevaluate_episodes: fresh greedy episodes per seed for each leader (rounded up to a
         multiple of ``eval_episodes``; default four times ``eval_episodes``, 64 with its
         default); every leader is scored on the same episodes.
-      reevaluate_seeds: with ``R >= 1`` (and ``reevaluate >= 1``) the leaders'
-        *configurations* are also retrained from scratch on ``R`` fresh seeds each (a whole
-        trial) and evaluated on the fresh episodes, and the best is the leader whose retrained
-        runs score highest (``trial.reseed_score``; a run that diverges ranks its configuration
-        last): the choice then says how a configuration fares on seeds it was not selected on,
-        which a re-evaluated policy does not. Costs ``reevaluate * R * seeds`` members for one
-        trial's length: kept back from the budget (new trials start only while it still fits)
-        and, with ``max_seconds``, from the time. Asynchronous schedulers only (HyperTrick,
-        ASHA, median, none, extrapolate).
     """
     t0 = time.perf_counter()  # the study's clock includes building (and compiling) the pools
     # -- validate on the host, before anything is traced ----------------------------------------
@@ -189,10 +197,10 @@ def tune(
     snapshot_seconds = validate.number("tune", "snapshot_seconds", snapshot_seconds, low=0)
     keep_params = validate.boolean("tune", "keep_params", keep_params)
     compact = validate.boolean("tune", "compact", compact)
-    reevaluate = _int("reevaluate", reevaluate, 0)
+    reevaluate = _auto_int("reevaluate", reevaluate)
     if reevaluate_episodes is not None:
         reevaluate_episodes = _int("reevaluate_episodes", reevaluate_episodes, 1)
-    reevaluate_seeds = _int("reevaluate_seeds", reevaluate_seeds, 0)
+    reevaluate_seeds = _auto_int("reevaluate_seeds", reevaluate_seeds)
     if objective not in OBJECTIVES:
         raise ValueError(f"tune: objective={objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
     if objective == "lcb" and seeds < 2:
@@ -256,6 +264,10 @@ def tune(
     member_phase = max((phase_steps // a.steps_per_update) * a.steps_per_update for a in agents)
     if spec.kind == "brackets":  # the plan needs no population: checked before anything is built
         plan_brackets(spec, num_phases, member_phase * seeds, budget, slots, max_trials)
+    given = {"reevaluate": reevaluate, "reevaluate_seeds": reevaluate_seeds}  # what the configuration records
+    reevaluate, reevaluate_seeds = default_choice(
+        reevaluate, reevaluate_seeds, asynchronous=spec.kind in ("asynchronous", "extrapolate"), objective=objective,
+        budget=budget, trial_steps=num_phases * member_phase * seeds)
     if reevaluate_seeds:
         if not reevaluate or objective == "auc":
             raise ValueError(f"tune: reevaluate_seeds={reevaluate_seeds} retrains the leaders the final re-evaluation "
@@ -288,12 +300,11 @@ def tune(
         config["objective"] = objective
     if not compact:  # likewise
         config["compact"] = False
-    if reevaluate:  # likewise
-        config["reevaluate"] = reevaluate
+    # as given ("auto" or a number), absent for 0: a store written before "auto" was the
+    # default holds neither (and is continued with 0: _open_store)
+    config.update({k: v for k, v in given.items() if v != 0})
     if reevaluate_episodes is not None:
         config["reevaluate_episodes"] = reevaluate_episodes
-    if reevaluate_seeds:
-        config["reevaluate_seeds"] = reevaluate_seeds
     if transfer_from is not None:  # a directory is recorded; a result in memory by its kind only
         config["transfer_from"] = transfer_from if isinstance(transfer_from, str) else {
             "object": type(transfer_from).__qualname__}
@@ -306,7 +317,14 @@ def tune(
                              keep_params=keep_params)
         if opened is None:  # finished already
             return load_study(store)
-        writer, points = opened
+        writer, points, legacy = opened
+        if legacy:  # a study stored before "auto" was the default continues as it began: (0, 0)
+            given.update({k: 0 for k in legacy})
+            for k in legacy:
+                config.pop(k)
+            reevaluate, reevaluate_seeds = default_choice(
+                given["reevaluate"], given["reevaluate_seeds"], asynchronous=spec.kind in ("asynchronous", "extrapolate"),
+                objective=objective, budget=budget, trial_steps=num_phases * member_phase * seeds)
 
     ok = False
     try:
@@ -346,7 +364,8 @@ def tune(
                       eval_episodes=eval_episodes, base_hp=base_hp, key=k_study, scheduler_name=spec.name,
                       observers=observers, store=writer, callbacks=cbs, t0=t0, config=config, objective=objective,
                       reevaluate=reevaluate, reevaluate_episodes=reevaluate_episodes or 4 * eval_episodes,
-                      reevaluate_seeds=reevaluate_seeds)
+                      reevaluate_seeds=reevaluate_seeds,
+                      retrain_share=DEFAULT_SHARE if set(given.values()) == {AUTO} else None)
         extra = {"model": model} if model is not None else {}
         policy = POLICIES[spec.kind](study, spec, max_trials, numpy_rng(k_rng), **extra)
         study.precompile(policy)
@@ -373,18 +392,22 @@ def tune(
             writer.close(wait=ok or not distributed.multi_process())
 
 
-def _open_store(store: str, config: dict, **options) -> tuple[StudyStore, list[int]] | None:
+def _open_store(store: str, config: dict, **options) -> tuple[StudyStore, list[int], list[str]] | None:
     """Opens the store for ``config``: a new study, or one to resume, with its resume points
-    (newest first); ``None`` if it holds this study finished. With several processes process 0
-    reads and checks the store and broadcasts what it found (an error is raised everywhere)."""
-    found = {"error": None, "finished": False, "resuming": False}
+    (newest first) and the keys of ``config`` that are ``"auto"`` where the stored study, written
+    before ``"auto"`` was their default, has none (it continues with 0, as it began); ``None`` if
+    it holds this study finished. With several processes process 0 reads and checks the store
+    and broadcasts what it found (an error is raised everywhere)."""
+    found = {"error": None, "finished": False, "resuming": False, "legacy": []}
     writer = None
     if distributed.is_primary():
         try:
             found["resuming"] = exists(store)
             if found["resuming"]:
                 meta = load_meta(store)
-                differs = cfgmod.diff(meta["config"], config)
+                found["legacy"] = [k for k in ("reevaluate", "reevaluate_seeds")
+                                   if k not in meta["config"] and config.get(k) == AUTO]
+                differs = cfgmod.diff(meta["config"], {k: v for k, v in config.items() if k not in found["legacy"]})
                 if differs:
                     raise ValueError(f"tune: store={store!r} holds a study with another configuration; differing "
                                      "fields: " + "; ".join(differs) + " (use another store directory, or "
@@ -406,7 +429,7 @@ def _open_store(store: str, config: dict, **options) -> tuple[StudyStore, list[i
     if distributed.is_primary() and not found["resuming"]:
         writer.create(config, _versions())
     points = distributed.broadcast(writer.resume_points() if distributed.is_primary() else None)
-    return writer, points
+    return writer, points, list(found["legacy"])
 
 
 def _first_proposals(proposer, k: int, space: SearchSpace) -> np.ndarray:
