@@ -28,7 +28,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from hyperjax import distributed
@@ -525,7 +524,7 @@ class Study:
                         hp[n][j] = self.trials[tid].config[n]
                     run_of_slot[j] = r
                     mask[p.members_of(j)] = True
-                hp_members = p.agent.HParams(**{n: jnp.asarray(np.repeat(v, p.seeds)) for n, v in hp.items()})
+                hp_members = p.hp_members(hp)
                 state = p.runner.refill(p.state, mask, selection.episode_keys(self.reseed_key_data, run_of_slot, impl),
                                         hp_members)
                 for _ in range(self.num_phases):
@@ -535,7 +534,7 @@ class Study:
                 for j, (tid, r) in enumerate(call):
                     idx = p.members_of(j)
                     out[tid][r] = np.where(failed[idx], np.nan, returns[idx].mean(axis=1))
-                self.used += len(call) * p.seeds * p.steps * self.num_phases
+                self.used += selection.retrain_steps(len(call), 1, p.seeds, self.num_phases, p.steps)
         return out
 
     def _exploit(self, pool: Pool, items: list[Decision]) -> None:

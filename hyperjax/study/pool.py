@@ -100,8 +100,10 @@ class Pool:
     def members_of(self, slot: int) -> np.ndarray:
         return slot * self.seeds + np.arange(self.seeds)
 
-    def hp_members(self):
-        vals = {n: np.repeat(v, self.seeds) for n, v in self.hp.items()}
+    def hp_members(self, hp: dict[str, np.ndarray] | None = None):
+        """Per-member hyperparameters ``(M,)`` from per-slot values ``{name: (slots,)}`` (default:
+        the pool's own): a slot's value repeated for each of its seeds."""
+        vals = {n: np.repeat(v, self.seeds) for n, v in (self.hp if hp is None else hp).items()}
         return self.agent.HParams(**{n: jnp.asarray(v) for n, v in vals.items()})
 
     def set_hp(self, slot: int, values: dict[str, float]) -> None:

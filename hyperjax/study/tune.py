@@ -4,6 +4,7 @@ reads one back."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 import warnings
@@ -265,9 +266,9 @@ def tune(
     if spec.kind == "brackets":  # the plan needs no population: checked before anything is built
         plan_brackets(spec, num_phases, member_phase * seeds, budget, slots, max_trials)
     given = {"reevaluate": reevaluate, "reevaluate_seeds": reevaluate_seeds}  # what the configuration records
-    reevaluate, reevaluate_seeds = default_choice(
-        reevaluate, reevaluate_seeds, asynchronous=spec.kind in ("asynchronous", "extrapolate"), objective=objective,
-        budget=budget, trial_steps=num_phases * member_phase * seeds)
+    choose = functools.partial(default_choice, asynchronous=spec.kind in ("asynchronous", "extrapolate"),
+                               objective=objective, budget=budget, trial_steps=num_phases * member_phase * seeds)
+    reevaluate, reevaluate_seeds = choose(reevaluate, reevaluate_seeds)
     if reevaluate_seeds:
         if not reevaluate or objective == "auc":
             raise ValueError(f"tune: reevaluate_seeds={reevaluate_seeds} retrains the leaders the final re-evaluation "
@@ -322,9 +323,7 @@ def tune(
             given.update({k: 0 for k in legacy})
             for k in legacy:
                 config.pop(k)
-            reevaluate, reevaluate_seeds = default_choice(
-                given["reevaluate"], given["reevaluate_seeds"], asynchronous=spec.kind in ("asynchronous", "extrapolate"),
-                objective=objective, budget=budget, trial_steps=num_phases * member_phase * seeds)
+            reevaluate, reevaluate_seeds = choose(given["reevaluate"], given["reevaluate_seeds"])
 
     ok = False
     try:
