@@ -21,7 +21,8 @@ SPACE = SearchSpace({"lr": Float(1e-4, 1e-2, log=True), "gamma": Choice((0.9, 0.
 
 def _stub(num_phases=2, slots=4, budget=10**6, trials=None):
     """The part of a study a policy reads: one bucket of ``slots`` slots, 100 steps a phase."""
-    pool = types.SimpleNamespace(index=0, slots=slots, steps=100, trial=np.full(slots, -1))
+    pool = types.SimpleNamespace(index=0, slots=slots, steps=100, trial=np.full(slots, -1), size=slots,
+                                 compact_sizes=())
     st = types.SimpleNamespace(num_phases=num_phases, pools=[pool], seeds=1, budget=budget, num_slots=slots, tick=0,
                                trials=trials if trials is not None else [], exhausted=False, used=0, max_seconds=None,
                                space=SPACE, structural=(), buckets=[{}], key=None)

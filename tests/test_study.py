@@ -425,18 +425,20 @@ def test_project_onto_the_space():
 
 def test_hypertrick_budget_sets_number_of_trials(monkeypatch):
     """The budget sets how many trials start, exactly. HyperTrick's N starts at budget / (phase
-    cost * sum_p (1 - r)^p) = 48 / 1.875 -> 25 and is revised before every fill to what the rest
-    of the budget affords at the observed survival (never above 25); within it, at every fill as
+    cost * sum_p (1 - r)^p) = 64 / 1.875 -> 34 and is revised before every fill to what the rest
+    of the budget affords at the observed survival (never above 34); within it, at every fill as
     many start as there are free slots while (a) the env steps used, plus what every running
     trial could still use, plus the new trials' whole runs fit the budget and (b) after the first
-    fill, the budget left could still keep every slot busy for a whole trial. Replayed from the
+    fill, the budget left could still keep the smallest population the pool runs (compaction's
+    half: 4 of the 8 slots) busy for a whole trial. Replayed from the
     study's own state at every tick (the count is two-sided: no more and no fewer than the rule
     allows)."""
     from hyperjax.study.policies import AsyncPolicy
 
-    slots, phases, budget = 6, 4, 6 * 4 * PHASE * 2
+    slots, phases, budget = 8, 4, 8 * 4 * PHASE * 2
+    tail = {}  # compaction's smallest population (8 members on two devices: 4)
     n_max = int(budget // (PHASE * sum(0.5**p for p in range(phases))))
-    assert n_max == 25
+    assert n_max == 34
     ns = {0: n_max}  # tick -> N the fill after it used (the first fill: the budget's)
     revise = AsyncPolicy._revise_n
 
@@ -451,7 +453,7 @@ def test_hypertrick_budget_sets_number_of_trials(monkeypatch):
         j = 0
         while (j < slots - running and trials + j < ns[tick]
                and used + committed + (j + 1) * phases * PHASE <= budget
-               and (tick == 0 or budget - used >= phases * slots * PHASE)):
+               and (tick == 0 or budget - used >= phases * tail["members"] * PHASE)):
             j += 1
         return j
 
@@ -460,12 +462,14 @@ def test_hypertrick_budget_sets_number_of_trials(monkeypatch):
     def record(study, changes):
         if changes["final"]:
             return
+        tail["members"] = min(study.pools[0].compact_sizes, default=slots)
         running = [study.trials[t] for t in study.pools[0].trial if t >= 0]
         states.append((study.tick, len(study.trials), study.used, sum((phases - t.phases) * PHASE for t in running),
                        len(running)))
 
-    res = _study(scheduler=HyperTrick(r=0.5), budget=budget, callbacks=[record])
+    res = _study(scheduler=HyperTrick(r=0.5), budget=budget, slots=slots, callbacks=[record])
     assert len(states) == res.ticks + 1  # the state before every fill, the last one started nothing
+    assert tail["members"] < slots  # the rule at compaction's size is what ran
     assert all(1 <= n <= n_max for n in ns.values()) and min(ns.values()) < n_max  # revised, within bounds
     starts = [t.segments[0][3] for t in res.trials]  # the tick count at each trial's fill
     for tick, trials, used, committed, running in states:

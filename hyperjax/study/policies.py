@@ -97,8 +97,9 @@ class AsyncPolicy:
     A new trial starts only if the env steps used, plus those every running trial could still
     use, plus its own full run fit the budget (so the budget is never exceeded and every trial
     started can complete); after the first fill, only while the remaining budget could keep
-    every slot busy for a whole trial (which bounds the tail in which slots drain to ``P``
-    ticks); and, with ``max_seconds``, if it is expected to finish in time.
+    the smallest population the pools run busy for a whole trial (every slot without
+    compaction, half or a quarter of them with it; this bounds the tail in which slots drain to
+    ``P`` ticks); and, with ``max_seconds``, if it is expected to finish in time.
 
     Simultaneous arrivals are fed to the rule in an order drawn from ``rng``.
     """
@@ -111,6 +112,9 @@ class AsyncPolicy:
         smallest = min(pool.steps for pool in study.pools) * study.seeds
         self.user_max_trials = max_trials
         self.full_tick = sum(pool.slots * study.seeds * pool.steps for pool in study.pools)  # env steps, all busy
+        # env steps of a tick at the smallest population the pools run (compaction: idle slots
+        # beyond it cost nothing)
+        self.tail_tick = sum(min(pool.compact_sizes, default=pool.size) * pool.steps for pool in study.pools)
         self.design_trials = 0
         self.time_cap = 0  # N the time affords (max_seconds), once measured
         if max_trials is None and isinstance(spec, HyperTrick):
@@ -193,10 +197,12 @@ class AsyncPolicy:
         if study.used + study.committed() + pending_steps + cost > budget:
             return False
         # After the first fill, a trial starts only while the remaining budget could still keep
-        # every slot busy until it ends. Otherwise late starts trickle in one at a time as
-        # evictions free budget, each dragging the study on for P more ticks of mostly idle
-        # slots (which cost as much as busy ones: masks, not shapes).
-        if study.tick > 0 and budget - study.used < study.num_phases * self.full_tick:
+        # the smallest population the pools run busy until it ends. Otherwise late starts
+        # trickle in one at a time as evictions free budget, each dragging the study on for P
+        # more ticks of mostly idle members (which cost as much as busy ones: masks, not
+        # shapes). With compaction that is a half or a quarter of the slots: every slot, as
+        # before compaction, left a fifth of the quick start's budget unspent.
+        if study.tick > 0 and budget - study.used < study.num_phases * self.tail_tick:
             return False
         return study.time_fits(study.num_phases)
 
