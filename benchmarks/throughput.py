@@ -41,7 +41,9 @@ import numpy as np
 PEER = Path(__file__).resolve().parents[2] / "shared" / "peers" / "rejax_ppo.sh"
 
 
-def _setting(population: int, env: str):
+def peer_setting(population: int, env: str):
+    """The rejax peer's agent and ``population`` hyperparameters (learning rate and clip epsilon
+    spread over the population; the module docstring gives the settings)."""
     import hyperjax as hj
 
     agent = hj.PPO(env=env, num_envs=16, num_steps=128, num_epochs=4, num_minibatches=4,
@@ -56,7 +58,7 @@ def run_hyperjax(population: int, timesteps: int, env: str, min_seconds: float =
 
     import hyperjax as hj
 
-    agent, hp = _setting(population, env)
+    agent, hp = peer_setting(population, env)
     while True:
         t0 = time.perf_counter()
         hj.train(agent, hp, total_timesteps=timesteps, seed=0, eval_episodes=128)
@@ -88,7 +90,7 @@ def run_hyperjax_timed(population: int, timesteps: int, env: str) -> float:
     """Env steps/s of one more run of the (already compiled) program."""
     import hyperjax as hj
 
-    agent, hp = _setting(population, env)
+    agent, hp = peer_setting(population, env)
     t0 = time.perf_counter()
     hj.train(agent, hp, total_timesteps=timesteps, seed=0, eval_episodes=128)
     return population * timesteps / (time.perf_counter() - t0)

@@ -305,11 +305,27 @@ class ActorCriticAgent:
         raise NotImplementedError
 
     def update(self, state: MemberState, hp) -> tuple[MemberState, UpdateMetrics]:
-        """One rollout and learning step; a member whose numbers go non-finite is frozen."""
-        # COLLECT TRAJECTORIES
+        """One rollout and learning step; a member whose numbers go non-finite is frozen.
+
+        The same as ``improve(state, *collect(state, hp), hp)``.
+        """
+        return self.improve(state, *self.collect(state, hp), hp)
+
+    def collect(self, state: MemberState, hp) -> tuple[MemberState, Batch, dict]:
+        """The first half of :meth:`update`: one rollout and its advantages.
+
+        Returns the state advanced through the rollout (env state, observations, episode
+        statistics, key), the flat learning batch (leaves ``(steps_per_update, ...)``) and the
+        rollout's episode sums (scalars).
+        """
         new, traj, episodes = self.rollout(state)
-        batch = self.make_batch(traj, hp)
-        # UPDATE NETWORK
+        return new, self.make_batch(traj, hp), episodes
+
+    def improve(self, state: MemberState, new: MemberState, batch: Batch, episodes: dict, hp
+                ) -> tuple[MemberState, UpdateMetrics]:
+        """The second half of :meth:`update`: the learning step on ``batch`` that
+        :meth:`collect` gathered from ``state`` (which advanced it to ``new``), and the guard
+        that freezes a member at ``state`` once anything went non-finite."""
         key, k_learn = jax.random.split(new.key)
         params, opt_state, losses = self.learn(k_learn, state.params, state.opt_state, batch, hp)
         new = new.replace(params=params, opt_state=opt_state, key=key, updates=state.updates + 1)
