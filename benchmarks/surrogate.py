@@ -20,6 +20,9 @@ learning-rate-like coordinate, a broad optimum in a discount-like one, an intera
 last two, and Student-t (3 dof) noise whose scale grows from 0.02 to 0.32 as the "learning
 rate" passes 0.7 (unstable training is noisy). Its maximum 1.0 is at u = (0.55, 0.3, 0, *).
 Optuna (TPE, GP) comes with ``pip install -e ".[bench]"``; its GP sampler needs PyTorch.
+``hebo`` (HEBO, the NeurIPS 2020 black-box optimisation challenge's winner: a GP with input and
+output warping and a multi-objective acquisition ensemble) runs in its own environment through
+``benchmarks/hebo.sh``, created on first use (HEBO pins NumPy < 1.25).
 """
 
 from __future__ import annotations
@@ -100,6 +103,40 @@ class OptunaProposer:
         self.pending = []
 
 
+class HEBOProposer:
+    """HEBO behind ask/tell: a child process in HEBO's own environment (``benchmarks/hebo.sh``,
+    which creates it on first use; ``benchmarks/hebo_bridge.py`` gives the protocol)."""
+
+    def __init__(self, space: SearchSpace, seed: int):
+        import subprocess
+        from pathlib import Path
+
+        script = Path(__file__).resolve().with_name("hebo.sh")
+        self.proc = subprocess.Popen(["bash", str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._call({"init": {"dim": len(space.names), "seed": int(seed)}})
+
+    def _call(self, msg: dict) -> dict:
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"hebo: the bridge process exited (code {self.proc.wait()})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"hebo: {reply['error']}")
+        return reply
+
+    def ask(self, k):
+        return np.clip(np.asarray(self._call({"ask": int(k)})["u"], float), 0.0, 1.0)
+
+    def tell(self, u, scores, budgets):
+        self._call({"tell": {"u": np.asarray(u, float).tolist(), "y": np.asarray(scores, float).tolist()}})
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
 def make(method: str, space: SearchSpace, seed: int):
     if method == "random":
         return RandomProposer(space, seed)
@@ -113,6 +150,8 @@ def make(method: str, space: SearchSpace, seed: int):
         return BNNProposer(space, seed, acquisition=method.split("-")[1], config=BNNConfig(warm_start=False))
     if method in ("tpe", "gp"):
         return OptunaProposer(space, seed, method)
+    if method == "hebo":
+        return HEBOProposer(space, seed)
     raise ValueError(f"method {method!r} is unknown")
 
 
@@ -137,6 +176,8 @@ def run(fn: str, method: str, seed: int, batch: int, evals: list[int]) -> tuple[
         regrets[len(ys)] = float(best - mean(rec[None])[0])
         if len(ys) in evals and isinstance(prop, BNNProposer):
             model_regrets[len(ys)] = float(best - mean(prop.recommend()[None])[0])
+    if isinstance(prop, HEBOProposer):
+        prop.close()
     return regrets, model_regrets, secs
 
 
