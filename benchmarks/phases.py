@@ -6,10 +6,9 @@
 An update of a member is :meth:`ActorCriticAgent.collect` (``num_steps`` env steps in
 ``num_envs`` environments, actor and critic evaluations, GAE) followed by
 :meth:`ActorCriticAgent.improve` (PPO's epochs of minibatch gradient steps, the non-finite
-guard). This script times each half as its own compiled program, laid out the way the
-population's advance lays it out on every device (``collect`` vmapped over the device's members,
-``improve`` in chunks of ``population.member_chunk`` on XLA:CPU), and the whole advance, all
-after ``block_until_ready``. The same settings as ``throughput.py`` (the rejax peer's).
+guard). This script times each half as its own compiled program on every device (``collect``
+vmapped over the device's members, ``improve`` in chunks of ``population.member_chunk``), and
+the population's whole advance (``Runner.advance``), all after ``block_until_ready``. The same settings as ``throughput.py`` (the rejax peer's).
 
 Prints one JSON line: {"population", "env", "devices", "chunk", "collect_ms", "improve_ms",
 "update_ms" (one update of every member, from ``Runner.advance`` over ``--updates`` updates),

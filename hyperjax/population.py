@@ -26,13 +26,11 @@ of one kind; never expect a run on 1 device to reproduce one on 2 devices, or a 
 its device to reproduce one that shares it. (Other backends may batch differently: these are
 XLA:CPU's kinds.)
 
-On XLA:CPU a device runs its members' learning steps in chunks of :func:`member_chunk` when
-their activations would outgrow the core's cache (never with the tests' small networks; 2 at a
-time for the 64x64 CartPole PPO, 1 for MinAtar's 400 inputs); the rollouts, whose activations
-are ``num_envs`` rows per member, run for all of the device's members at once. The chunk size
-is part of a program's kind. Chunked members agree with members vmapped all at once to
-rounding, and within a chunked program a member's numbers still do not depend on its position
-(``tests/test_population.py``).
+On XLA:CPU a device advances its members in chunks of :func:`member_chunk` when their
+activations would outgrow the core's cache (never with the tests' small networks; 2 at a time
+for the 64x64 CartPole PPO, 1 for MinAtar's 400 inputs): the chunk size is part of a program's
+kind. Chunked members agree with members vmapped all at once to rounding, and within a chunked
+program a member's numbers still do not depend on its position (``tests/test_population.py``).
 """
 
 from __future__ import annotations
@@ -51,11 +49,10 @@ from hyperjax.agents.base import ActorCriticAgent, MemberState, UpdateMetrics
 AXIS = "pop"
 
 # Bytes of one layer's activations (a gradient step's samples x the widest layer, float32) that
-# XLA:CPU should hold for all the members whose learning steps it runs at once. It runs a
-# device's members as one batch of ops, each streaming the whole batch: 32 CartPole members'
-# 512 x 64 activations are 4 MiB, twice a core's L2 here, and 64 members ran slower per env step
-# than 16. Learning in chunks that fit (a scan over chunks, vmap within) keeps each op's
-# operands in cache.
+# XLA:CPU should hold for all the members it advances at once. It runs a device's members as one
+# batch of ops, each streaming the whole batch: 32 CartPole members' 512 x 64 activations are
+# 4 MiB, twice a core's L2 here, and 64 members ran slower per env step than 16. Advancing them
+# in chunks that fit (a scan over chunks, vmap within) keeps each op's operands in cache.
 CPU_CHUNK_BYTES = 1 << 18
 
 
@@ -66,10 +63,10 @@ def member_bytes(agent: ActorCriticAgent) -> int:
 
 
 def member_chunk(agent: ActorCriticAgent, members: int) -> int:
-    """How many of a device's ``members`` XLA:CPU runs learning steps for at once: the largest
-    divisor of ``members`` whose activations (:func:`member_bytes` each) fit
-    :data:`CPU_CHUNK_BYTES`, or all of them if that divisor is under half the fitting count
-    (e.g. a prime number of members). A divisor, so every member runs in a batch of one size (what a member's numbers
+    """How many of a device's ``members`` XLA:CPU advances at once: the largest divisor of
+    ``members`` whose activations (:func:`member_bytes` each) fit :data:`CPU_CHUNK_BYTES`, or
+    all of them if that divisor is under half the fitting count (e.g. a prime number of
+    members). A divisor, so every member runs in a batch of one size (what a member's numbers
     depend on: see the module docstring)."""
     fits = max(1, CPU_CHUNK_BYTES // member_bytes(agent))
     if members <= fits:
@@ -153,16 +150,8 @@ class Runner:
         if k >= n:
             return together(state, hp)
 
-        def chunked_update(s, h):
-            # The rollout's activations are small (num_envs rows per member): every member at
-            # once, so the 128-step scan runs once per update, not once per chunk. The learning
-            # step's are the large ones: a scan over n // k chunks, k members vmapped in each.
-            new, batch, episodes = jax.vmap(self.agent.collect)(s, h)
-            return jax.lax.map(lambda a: self.agent.improve(*a), (s, new, batch, episodes, h), batch_size=k)
-
-        def chunked(s, h):  # metrics (num_updates, n) -> (n, num_updates), as vmap(member) gives
-            s, metrics = jax.lax.scan(lambda c, _: chunked_update(c, h), s, None, length=num_updates)
-            return s, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), metrics)
+        def chunked(s, h):  # a scan over n // k chunks, k members vmapped in each, in order
+            return jax.lax.map(lambda a: member(*a), (s, h), batch_size=k)
 
         # other backends want the widest batch they can get
         return jax.lax.platform_dependent(state, hp, cpu=chunked, default=together)

@@ -346,9 +346,8 @@ def test_member_chunk_divides_and_follows_the_activation_size():
 
 
 def test_chunked_members_agree_with_members_together(monkeypatch):
-    """Advancing a device's members with their learning steps in chunks (``lax.map`` over
-    chunks of ``member_chunk`` members, vmap within; the rollouts of all at once) is another
-    kind of program: every member's numbers agree with those
+    """Advancing a device's members in chunks (``lax.map`` over chunks of ``member_chunk``
+    members, vmap within) is another kind of program: every member's numbers agree with those
     of all members vmapped at once to float32 rounding (10 updates of 8 members, 4 per device in
     chunks of 2 and of 1: every float leaf of the state and every metric; integer leaves and
     keys exactly), and within it a member's numbers do not depend on its position (the members
