@@ -8,7 +8,8 @@ An update of a member is :meth:`ActorCriticAgent.collect` (``num_steps`` env ste
 :meth:`ActorCriticAgent.improve` (PPO's epochs of minibatch gradient steps, the non-finite
 guard). This script times each half as its own compiled program on every device (``collect``
 vmapped over the device's members, ``improve`` in chunks of ``population.member_chunk``), and
-the population's whole advance (``Runner.advance``), all after ``block_until_ready``. The same settings as ``throughput.py`` (the rejax peer's).
+the population's whole advance (``Runner.advance``), all after ``block_until_ready``. The same
+settings as ``throughput.py`` (the rejax peer's).
 
 Prints one JSON line: {"population", "env", "devices", "chunk", "collect_ms", "improve_ms",
 "update_ms" (one update of every member, from ``Runner.advance`` over ``--updates`` updates),
